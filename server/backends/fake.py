@@ -1,0 +1,68 @@
+"""Backends that need no model: a scripted transcriber for tests and demos.
+
+``ScriptedTranscriber`` answers from a list of texts, one per final, and gives partials the
+leading words of the current text in proportion to the audio heard so far. With no script it
+describes the audio ("speech of 1.2 seconds"), which lets anyone try the server without a model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from server.transcription import DecodeOptions, Samples, Segment, Transcription
+
+SAMPLE_RATE_HZ = 16_000
+
+
+class ScriptedTranscriber:
+    name = "fake"
+    multilingual = True
+
+    def __init__(
+        self,
+        script: Sequence[str] = (),
+        *,
+        language: str = "en",
+        delay_s: float = 0.0,
+        words_per_second: float = 2.5,
+    ) -> None:
+        self.script = list(script)
+        self.language = language
+        self.delay_s = delay_s
+        self.words_per_second = words_per_second
+        self.requests: list[tuple[float, DecodeOptions]] = []
+        self._lock = threading.Lock()
+        self._finals_served = 0
+
+    def load(self) -> None:
+        """Nothing to load."""
+
+    def transcribe(
+        self, audio: Samples, options: DecodeOptions, *, final: bool = True
+    ) -> Transcription:
+        started = time.perf_counter()
+        duration_s = len(audio) / SAMPLE_RATE_HZ
+        with self._lock:
+            self.requests.append((duration_s, options))
+            index = self._finals_served
+            if final:
+                self._finals_served += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.script:
+            text = self.script[min(index, len(self.script) - 1)]
+            if not final:
+                words = text.split()
+                text = " ".join(words[: int(duration_s * self.words_per_second)])
+        else:
+            text = f"speech of {duration_s:.1f} seconds"
+        return Transcription(
+            segments=(Segment(text=" " + text, end_s=duration_s),) if text else (),
+            language=options.language or self.language,
+            language_probability=1.0,
+            duration_s=duration_s,
+            backend=self.name,
+            inference_ms=(time.perf_counter() - started) * 1000,
+        )

@@ -1,0 +1,58 @@
+"""The one exception tree of StreamScribe's server.
+
+    StreamScribeError
+    ├── UsageError               the caller misused an API or gave a bad setting
+    │   └── ModelNotFound        a model name or path that resolves to nothing installed
+    ├── PeerError                the peer sent something we cannot accept (has a wire ``code``)
+    │   ├── InvalidMessage       malformed JSON, unknown message type, bad fields
+    │   ├── InvalidAudio         audio bytes that do not match the declared format
+    │   └── SessionClosing       input after the client asked to close
+    └── BackendError             the speech model failed on a request (mapped at the backend)
+
+``vad.errors`` are mapped onto ``InvalidAudio`` at the session boundary.
+"""
+
+from __future__ import annotations
+
+
+class StreamScribeError(Exception):
+    """Root of every error StreamScribe raises on purpose."""
+
+
+class UsageError(StreamScribeError):
+    """The caller (operator, programmer) asked for something that cannot work."""
+
+
+class ModelNotFound(UsageError):
+    """A model that is neither bundled, nor a directory, nor reachable on a hub."""
+
+
+class PeerError(StreamScribeError):
+    """The remote peer sent something invalid. ``code`` is what the wire ``error`` carries."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InvalidMessage(PeerError):
+    code = "invalid_message"
+
+
+class InvalidAudio(PeerError):
+    code = "invalid_audio"
+
+
+class SessionClosing(PeerError):
+    code = "session_closing"
+
+
+class BackendError(StreamScribeError):
+    """The speech model could not transcribe a request."""

@@ -1,0 +1,93 @@
+"""What the core asks a speech model for, and what a model answers. Plain data, no model code."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+Samples = npt.NDArray[np.float32]
+
+
+class RequestKind(enum.IntEnum):
+    """Lower values are served first: a final never waits behind a partial."""
+
+    FINAL = 0
+    PARTIAL = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    """How to decode one request; backends map these onto their own parameters."""
+
+    language: str | None = None
+    prompt: str = ""
+    task: str = "transcribe"
+    temperature: float = 0.0
+    word_timestamps: bool = False
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TranscribeRequest:
+    """Command from the core: transcribe ``audio`` (16 kHz float32) with ``options``."""
+
+    request_id: int
+    session_id: str
+    utterance_id: int
+    kind: RequestKind
+    audio: Samples
+    options: DecodeOptions
+    start_samples: int
+    end_samples: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / 16_000
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    word: str
+    start_s: float
+    end_s: float
+    probability: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One decoded segment with the statistics the quality filter reads."""
+
+    text: str
+    start_s: float = 0.0
+    end_s: float = 0.0
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 1.0
+    temperature: float = 0.0
+    tokens: tuple[int, ...] = ()
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    """A model's answer to one request."""
+
+    segments: tuple[Segment, ...]
+    language: str | None = None
+    language_probability: float = 0.0
+    duration_s: float = 0.0
+    backend: str = ""
+    inference_ms: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return join_segment_texts(segment.text for segment in self.segments)
+
+
+def join_segment_texts(texts: Iterable[str]) -> str:
+    """Join segment texts the way Whisper emits them (each usually starts with a space)."""
+    return "".join(texts).strip()
