@@ -1,0 +1,74 @@
+"""The HTTP and websocket application: health checks and the streaming endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import JSONResponse
+
+from server import protocol
+from server.backends import make_transcriber
+from server.backends.base import Transcriber
+from server.scheduler import InferenceScheduler
+from server.settings import ServerSettings
+from server.stream_endpoint import StreamConnection
+
+log = logging.getLogger("streamscribe")
+
+
+def create_app(settings: ServerSettings, transcriber: Transcriber | None = None) -> FastAPI:
+    """Build the app. ``transcriber`` overrides the backend named in ``settings`` (tests)."""
+    backend = transcriber if transcriber is not None else make_transcriber(settings)
+    served_models = (settings.model,)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scheduler = InferenceScheduler(
+            backend, workers=settings.workers, max_queued_partials=settings.max_queued_partials
+        )
+        app.state.scheduler = scheduler
+        app.state.loading = asyncio.create_task(scheduler.start())
+        try:
+            yield
+        finally:
+            app.state.loading.cancel()
+            await scheduler.close()
+
+    app = FastAPI(
+        title="StreamScribe",
+        version="0.1.0",
+        summary="Real-time streaming dictation",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """The model is loaded and warmed up."""
+        scheduler: InferenceScheduler = app.state.scheduler
+        if scheduler.ready.is_set():
+            return JSONResponse({"status": "ready", "model": settings.model})
+        if scheduler.load_error is not None:
+            return JSONResponse(
+                {"status": "failed", "error": str(scheduler.load_error)}, status_code=503
+            )
+        return JSONResponse({"status": "loading", "model": settings.model}, status_code=503)
+
+    @app.websocket("/v1/stream")
+    async def stream(websocket: WebSocket) -> None:
+        connection = StreamConnection(
+            websocket, websocket.app.state.scheduler, settings, served_models
+        )
+        await connection.run()
+
+    app.state.protocol_version = protocol.PROTOCOL_VERSION
+    return app

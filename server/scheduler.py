@@ -1,0 +1,167 @@
+"""One bounded inference queue for the whole server, drained by worker threads.
+
+Order: finals first (oldest first), then partials (oldest first). A partial is stale as soon as
+a newer one for the same utterance arrives: the newer one takes its place in the queue and the
+old one is dropped. Partials beyond ``max_queued_partials`` drop the oldest. So under load
+partials thin out by themselves and finals never wait behind them, only behind the one request
+a worker may already be running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from server.backends.base import Transcriber
+from server.errors import BackendError
+from server.transcription import RequestKind, TranscribeRequest, Transcription
+
+log = logging.getLogger("streamscribe.scheduler")
+
+
+@dataclass(eq=False)
+class _Job:
+    request: TranscribeRequest
+    future: asyncio.Future[Transcription]
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class SchedulerStats:
+    completed: int = 0
+    dropped_partials: int = 0
+    failed: int = 0
+    busy_s: float = 0.0
+
+
+class InferenceScheduler:
+    def __init__(
+        self, transcriber: Transcriber, *, workers: int = 1, max_queued_partials: int = 64
+    ) -> None:
+        self.transcriber = transcriber
+        self.workers = max(1, workers)
+        self.max_queued_partials = max_queued_partials
+        self.stats = SchedulerStats()
+        self.ready = asyncio.Event()
+        self.load_error: BaseException | None = None
+        self._finals: deque[_Job] = deque()
+        self._partials: OrderedDict[tuple[str, int], _Job] = OrderedDict()
+        self._has_work = asyncio.Event()
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="inference")
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, *, load: bool = True) -> None:
+        """Load the model in a thread, then start the workers. Errors land in ``load_error``."""
+        if load:
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(self._executor, self.transcriber.load)
+            except Exception as exc:
+                log.error("model failed to load: %s", exc)
+                self.load_error = exc
+                return
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"inference-worker-{index}")
+            for index in range(self.workers)
+        ]
+        self.ready.set()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for job in [*self._finals, *self._partials.values()]:
+            job.future.cancel()
+        self._finals.clear()
+        self._partials.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def queued(self) -> int:
+        return len(self._finals) + len(self._partials)
+
+    def submit(self, request: TranscribeRequest) -> asyncio.Future[Transcription]:
+        """Queue a request; the future resolves with the answer or a ``BackendError``."""
+        job = _Job(request, asyncio.get_running_loop().create_future())
+        if request.kind is RequestKind.FINAL:
+            self._finals.append(job)
+        else:
+            key = (request.session_id, request.utterance_id)
+            stale = self._partials.get(key)
+            if stale is not None:
+                stale.future.cancel()
+                self.stats.dropped_partials += 1
+            self._partials[key] = job  # keeps the stale job's place: no starvation
+            while len(self._partials) > self.max_queued_partials:
+                _, oldest = self._partials.popitem(last=False)
+                oldest.future.cancel()
+                self.stats.dropped_partials += 1
+        self._notify()
+        return job.future
+
+    def cancel(self, request_id: int) -> None:
+        for job in self._finals:
+            if job.request.request_id == request_id:
+                job.future.cancel()
+        self._finals = deque(job for job in self._finals if not job.future.cancelled())
+
+    def cancel_session(self, session_id: str) -> None:
+        for job in self._finals:
+            if job.request.session_id == session_id:
+                job.future.cancel()
+        self._finals = deque(job for job in self._finals if not job.future.cancelled())
+        for key in [key for key in self._partials if key[0] == session_id]:
+            self._partials.pop(key).future.cancel()
+
+    def _notify(self) -> None:
+        self._has_work.set()
+
+    def _next_job(self) -> _Job | None:
+        while self._finals:
+            job = self._finals.popleft()
+            if not job.future.cancelled():
+                return job
+        while self._partials:
+            _, job = self._partials.popitem(last=False)
+            if not job.future.cancelled():
+                return job
+        return None
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            job = self._next_job()
+            if job is None:
+                self._has_work.clear()
+                await self._has_work.wait()
+                continue
+            request = job.request
+            started = time.monotonic()
+            call = functools.partial(
+                self.transcriber.transcribe,
+                request.audio,
+                request.options,
+                final=request.kind is RequestKind.FINAL,
+            )
+            try:
+                answer = await loop.run_in_executor(self._executor, call)
+            except BackendError as exc:
+                self.stats.failed += 1
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            except Exception as exc:  # a backend bug must not kill the worker
+                log.exception("backend raised an unexpected error")
+                self.stats.failed += 1
+                if not job.future.done():
+                    job.future.set_exception(BackendError(f"internal backend error: {exc}"))
+            else:
+                self.stats.completed += 1
+                if not job.future.done():
+                    job.future.set_result(answer)
+            finally:
+                self.stats.busy_s += time.monotonic() - started

@@ -1,0 +1,77 @@
+"""Server configuration, built once (flags, ``STREAMSCRIBE_*`` environment variables, an optional
+TOML file) by the CLI and passed down. Nothing reads it from a global."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from server.backends.models import DEFAULT_MODEL, default_cache_dir
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMSCRIBE_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    backend: Literal["local", "fake"] = "local"
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    compute_type: str = "auto"
+    cpu_threads: int = Field(default=0, ge=0, description="0: CTranslate2 picks")
+    workers: int = Field(default=1, ge=1, le=64, description="concurrent model calls")
+    beam_size: int = Field(default=5, ge=1, le=10, description="beam size of finals")
+    partial_beam_size: int = Field(default=1, ge=1, le=10)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    default_vad: Literal["webrtc", "silero"] = "webrtc"
+    max_queued_partials: int = Field(default=64, ge=1)
+    max_pending_events: int = Field(
+        default=1000, ge=1, description="events queued for a client that is not reading"
+    )
+    send_timeout_s: float = Field(default=10.0, gt=0)
+    fake_script: list[str] = Field(default_factory=list)
+    log_level: str = "info"
+    config_file: Path | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags beat the environment, which beats the file.
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls, init_settings))
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Reads the TOML file named by ``config_file`` (a flag) or ``STREAMSCRIBE_CONFIG_FILE``."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource
+    ) -> None:
+        super().__init__(settings_cls)
+        self._init_settings = init_settings
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        import os
+
+        path = self._init_settings().get("config_file") or os.environ.get(
+            "STREAMSCRIBE_CONFIG_FILE"
+        )
+        if not path:
+            return {}
+        return TomlConfigSettingsSource(self.settings_cls, toml_file=Path(path))()

@@ -1,0 +1,5 @@
+import sys
+
+from streamscribe.cli import main
+
+sys.exit(main())
