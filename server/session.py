@@ -314,6 +314,7 @@ class Session:
         if utterance is None:
             return []
         utterance.wanted_final_end = None
+        utterance.final_answer = None
         request, utterance.final_request = utterance.final_request, None
         return [RequestCancelled(request.request_id)] if request is not None else []
 

@@ -1,0 +1,284 @@
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from server.backends.fake import ScriptedTranscriber
+from server.errors import InvalidAudio, InvalidMessage, SessionClosing
+from server.events import (
+    FinalText,
+    PartialText,
+    RequestCancelled,
+    SessionDrained,
+    SessionError,
+    UtteranceStarted,
+    UtteranceStopped,
+)
+from server.transcription import RequestKind, Segment, TranscribeRequest, Transcription
+from tests.audio import bursts, pcm16
+from tests.server.session_driver import Driver, energy_session
+
+TWO_UTTERANCES = pcm16(bursts(500, 2000, 1000, 1500, 800))
+
+
+def test_partials_then_exactly_one_final_per_utterance():
+    driver = Driver(energy_session(), ScriptedTranscriber(["hello there world", "second one"]))
+    driver.feed(TWO_UTTERANCES, 3200)
+    driver.close()
+    finals = driver.of_type(FinalText)
+    assert [f.text for f in finals] == ["hello there world", "second one"]
+    assert [f.utterance_id for f in finals] == [1, 2]
+    assert all(f.reason == "silence" for f in finals)
+    for final in finals:
+        index = driver.events.index(final)
+        before = [e for e in driver.events[:index] if isinstance(e, PartialText)]
+        assert any(p.utterance_id == final.utterance_id for p in before)
+        after = [e for e in driver.events[index:] if isinstance(e, PartialText)]
+        assert not any(p.utterance_id == final.utterance_id for p in after)
+    assert isinstance(driver.events[-1], SessionDrained)
+
+
+def test_stable_text_only_grows_and_the_final_keeps_it():
+    transcriber = ScriptedTranscriber(["one two three four five six seven"], words_per_second=3)
+    driver = Driver(energy_session(), transcriber)
+    driver.feed(pcm16(bursts(300, 3000, 800)), 1600)
+    partials = driver.of_type(PartialText)
+    stables = [p.stable_text for p in partials]
+    assert stables[-1]  # something became stable
+    for earlier, later in zip(stables, stables[1:]):
+        assert later.startswith(earlier)
+    final = driver.of_type(FinalText)[0]
+    assert final.text.startswith(stables[-1])
+    # No partial repeats the one before it.
+    shown = [(p.text, p.stable_text) for p in partials]
+    assert all(a != b for a, b in zip(shown, shown[1:]))
+
+
+def test_each_request_carries_the_previous_finals_as_prompt():
+    driver = Driver(
+        energy_session(prompt="Glossary: Quilter."),
+        ScriptedTranscriber(["Mr. Quilter spoke", "then he left"]),
+    )
+    driver.feed(TWO_UTTERANCES, 3200)
+    finals = driver.of_type(FinalText)
+    assert finals[0].prompt == "Glossary: Quilter."
+    assert finals[1].prompt == "Glossary: Quilter. Mr. Quilter spoke"
+    second_requests = [
+        e for e in driver.of_type(TranscribeRequest) if e.utterance_id == 2
+    ]
+    assert all(r.options.prompt.endswith("Mr. Quilter spoke") for r in second_requests)
+
+
+def test_final_request_is_speculative_and_cancelled_when_speech_resumes():
+    # Pause of 300 ms (> 200 ms end padding, < 500 ms silence window), then more speech.
+    driver = Driver(energy_session(), ScriptedTranscriber(["a b c"]))
+    driver.feed(pcm16(bursts(500, 1000, 300, 1000, 1000)), 1600)
+    finals_requested = [
+        e for e in driver.of_type(TranscribeRequest) if e.kind is RequestKind.FINAL
+    ]
+    cancelled = {e.request_id for e in driver.of_type(RequestCancelled)}
+    assert len(finals_requested) == 2
+    assert finals_requested[0].request_id in cancelled
+    assert len(driver.of_type(FinalText)) == 1
+    stopped = driver.of_type(UtteranceStopped)[0]
+    assert finals_requested[1].end_samples == stopped.end_samples
+
+
+def test_speculative_final_is_requested_before_the_silence_window_closes():
+    session = energy_session()
+    events = session.receive_audio(pcm16(bursts(500, 1000, 250)))
+    finals = [e for e in events if isinstance(e, TranscribeRequest) and e.kind is RequestKind.FINAL]
+    assert finals and not [e for e in events if isinstance(e, UtteranceStopped)]
+
+
+def test_finals_come_out_in_order_even_when_answers_do_not():
+    driver = Driver(energy_session(), ScriptedTranscriber(["first", "second"]))
+    driver.feed(TWO_UTTERANCES, 3200, hold=True)
+    driver.answer(driver.session.receive_end_of_stream(), hold=True)
+    finals_held = [r for r in driver.held if r.kind is RequestKind.FINAL]
+    # Only the first final is requested: the second waits for its prompt.
+    assert [r.utterance_id for r in finals_held] == [1]
+    for request in reversed(driver.held):
+        driver.reply(request)
+    assert [f.utterance_id for f in driver.of_type(FinalText)] == [1, 2]
+    assert isinstance(driver.events[-1], SessionDrained)
+
+
+def test_an_older_partial_answer_never_overwrites_a_newer_one():
+    driver = Driver(energy_session(), ScriptedTranscriber(["alpha beta gamma delta"]))
+    driver.feed(pcm16(bursts(300, 2000)), 1600, hold=True)
+    partial_requests = [r for r in driver.held if r.kind is RequestKind.PARTIAL]
+    assert len(partial_requests) >= 2
+    driver.reply(partial_requests[-1])
+    count = len(driver.of_type(PartialText))
+    driver.reply(partial_requests[0])
+    assert len(driver.of_type(PartialText)) == count
+
+
+def hallucination(text: str, **stats) -> Transcription:
+    return Transcription(segments=(Segment(text=text, **stats),), language="en", backend="t")
+
+
+class FixedTranscriber(ScriptedTranscriber):
+    def __init__(self, answer: Transcription):
+        super().__init__()
+        self.fixed = answer
+
+    def transcribe(self, audio, options, *, final=True):
+        return self.fixed
+
+
+def test_no_speech_output_is_dropped_and_not_carried_into_the_prompt():
+    answer = hallucination(" Thank you for watching!", no_speech_prob=0.9, avg_logprob=-1.2)
+    driver = Driver(energy_session(), FixedTranscriber(answer))
+    driver.feed(TWO_UTTERANCES, 3200)
+    finals = driver.of_type(FinalText)
+    assert [f.text for f in finals] == ["", ""]
+    assert finals[0].dropped == "no_speech"
+    assert finals[1].prompt == ""
+    assert not driver.of_type(PartialText)
+
+
+def test_repetition_loop_is_dropped():
+    answer = hallucination(" the the the the the the the", compression_ratio=3.1)
+    driver = Driver(energy_session(), FixedTranscriber(answer))
+    driver.feed(TWO_UTTERANCES, 3200)
+    assert driver.of_type(FinalText)[0].dropped == "repetition"
+
+
+def test_prompt_resets_after_a_long_silence():
+    driver = Driver(
+        energy_session(prompt_reset_silence_ms=2000), ScriptedTranscriber(["first", "second"])
+    )
+    driver.feed(pcm16(bursts(500, 1500, 3000, 1500, 800)), 3200)
+    finals = driver.of_type(FinalText)
+    assert finals[1].prompt == ""
+
+
+def test_prompt_resets_when_the_language_changes():
+    class Switching(ScriptedTranscriber):
+        def transcribe(self, audio, options, *, final=True):
+            answer = super().transcribe(audio, options, final=final)
+            language = "en" if not self.requests or len(self.requests) < 6 else "de"
+            return Transcription(answer.segments, language=language, backend="t")
+
+    driver = Driver(energy_session(), Switching(["one", "two", "three"]))
+    driver.feed(pcm16(bursts(500, 1500, 1000, 1500, 1000, 1500, 1000)), 3200)
+    finals = driver.of_type(FinalText)
+    languages = [f.language for f in finals]
+    assert "de" in languages
+    first_de = languages.index("de")
+    # The utterance after the switch no longer carries the English text.
+    if first_de + 1 < len(finals):
+        assert "one" not in finals[first_de + 1].prompt
+
+
+def test_commit_ends_the_utterance_now():
+    driver = Driver(energy_session(), ScriptedTranscriber(["pushed to talk"]))
+    driver.feed(pcm16(bursts(300, 1000)), 1600)
+    driver.answer(driver.session.receive_commit())
+    final = driver.of_type(FinalText)[0]
+    assert final.reason == "commit"
+    assert final.end_samples == driver.session.position_samples
+
+
+def test_end_of_stream_flushes_the_last_utterance_then_drains():
+    driver = Driver(energy_session(), ScriptedTranscriber(["cut off"]))
+    driver.feed(pcm16(bursts(300, 1000)), 1600)
+    driver.close()
+    tail = [type(e) for e in driver.events if not isinstance(e, TranscribeRequest | PartialText)]
+    assert tail[-3:] == [UtteranceStopped, FinalText, SessionDrained]
+    assert driver.of_type(FinalText)[0].reason == "end_of_stream"
+
+
+def test_a_failed_final_is_reported_and_later_utterances_go_on():
+    driver = Driver(energy_session(), ScriptedTranscriber(["a", "b"]))
+    driver.feed(TWO_UTTERANCES, 3200, hold=True)
+    first_final = next(r for r in driver.held if r.kind is RequestKind.FINAL)
+    driver.answer(driver.session.receive_transcription_failed(first_final, "model crashed"))
+    errors = driver.of_type(SessionError)
+    assert errors and errors[0].utterance_id == 1 and "model crashed" in errors[0].message
+    second_final = next(
+        e for e in driver.of_type(TranscribeRequest) if e.kind is RequestKind.FINAL and e.utterance_id == 2
+    )
+    driver.reply(second_final)
+    assert [f.utterance_id for f in driver.of_type(FinalText)] == [2]
+
+
+def test_odd_byte_count_is_an_audio_error_and_the_session_goes_on():
+    session = energy_session()
+    with pytest.raises(InvalidAudio, match="even number of bytes"):
+        session.receive_audio(b"\x01\x02\x03")
+    session.receive_audio(pcm16(bursts(100)))
+
+
+def test_input_after_close_is_refused():
+    session = energy_session()
+    session.receive_end_of_stream()
+    with pytest.raises(SessionClosing):
+        session.receive_audio(b"\x00\x00")
+    with pytest.raises(SessionClosing):
+        session.receive_commit()
+
+
+def test_updates_are_validated_and_audio_format_is_fixed_once_audio_flows():
+    session = energy_session()
+    with pytest.raises(InvalidMessage, match="sample_rate") as caught:
+        session.receive_update({"sample_rate": 22050})
+    assert caught.value.code == "unsupported_sample_rate"
+    with pytest.raises(InvalidMessage, match="silence_duraton_ms") as caught:
+        session.receive_update({"silence_duraton_ms": 300})
+    assert caught.value.code == "invalid_session"
+    session.receive_update({"sample_rate": 48000, "silence_duration_ms": 300})
+    session.receive_audio(pcm16(bursts(100)))
+    with pytest.raises(InvalidMessage, match="cannot change after audio"):
+        session.receive_update({"sample_rate": 16000})
+    session.receive_update({"language": "de"})
+    assert session.options.language == "de"
+
+
+def per_utterance(events):
+    """Per utterance: its requests, its VAD events and its text events, each in order.
+
+    Interleaving between these three streams depends on when answers arrive, so it is not
+    compared; partial prompts depend on whether the previous final was known yet, and
+    ``inference_ms`` on the clock.
+    """
+    grouped = {}
+    for event in events:
+        if isinstance(event, TranscribeRequest):
+            key = (event.kind, event.start_samples, event.end_samples)
+            if event.kind is RequestKind.FINAL:
+                key += (event.options.prompt,)
+            stream = "requests"
+        elif isinstance(event, UtteranceStarted | UtteranceStopped):
+            key, stream = event, "vad"
+        elif isinstance(event, PartialText | FinalText):
+            key, stream = event, "text"
+            if isinstance(event, FinalText):
+                key = replace(event, inference_ms=0.0)
+        else:
+            continue
+        grouped.setdefault((event.utterance_id, stream), []).append(key)
+    return grouped
+
+
+def run_split(pcm: bytes, cuts: list[int]) -> dict:
+    driver = Driver(energy_session(), ScriptedTranscriber(["one two three four", "five six"]))
+    points = sorted({cut - cut % 2 for cut in cuts if 0 < cut < len(pcm)})
+    for start, end in zip([0, *points], [*points, len(pcm)]):
+        driver.feed(pcm[start:end])
+    driver.close()
+    return per_utterance(driver.events)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, len(TWO_UTTERANCES)), max_size=40))
+def test_events_do_not_depend_on_how_audio_is_split(cuts):
+    assert run_split(TWO_UTTERANCES, cuts) == run_split(TWO_UTTERANCES, [])
+
+
+def test_frame_by_frame_equals_whole():
+    frame_cuts = list(range(0, len(TWO_UTTERANCES), 960))
+    assert run_split(TWO_UTTERANCES, frame_cuts) == run_split(TWO_UTTERANCES, [])

@@ -1,0 +1,108 @@
+"""Shared test helpers: real servers on loopback, the shared audio, skips that CI turns into failures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_AUDIO = Path(os.environ.get("STREAMSCRIBE_SHARED_AUDIO", ROOT.parent / "shared" / "audio"))
+# Every wait in the tests derives from this, so slow machines can scale it.
+TIMEOUT_S = 30.0 * float(os.environ.get("STREAMSCRIBE_TEST_TIMEOUT_SCALE", "1"))
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a prerequisite is missing; fail instead where CI demands everything."""
+    if condition:
+        return
+    if os.environ.get("STREAMSCRIBE_REQUIRE_ALL") == "1":
+        pytest.fail(f"required for CI but missing: {reason}")
+    pytest.skip(reason)
+
+
+def manifest() -> list[dict[str, Any]]:
+    path = SHARED_AUDIO / "manifest.jsonl"
+    require(path.is_file(), f"shared audio not found at {SHARED_AUDIO}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def shared_file(name: str) -> Path:
+    path = SHARED_AUDIO / name
+    require(path.is_file(), f"shared audio file {name} not found in {SHARED_AUDIO}")
+    return path
+
+
+def require_model(name: str) -> None:
+    from server.backends.models import resolve_model
+    from server.errors import ModelNotFound
+
+    try:
+        import faster_whisper  # noqa: F401
+
+        resolve_model(name)
+    except (ImportError, ModelNotFound) as exc:
+        require(False, f"model {name} unavailable: {exc}")
+
+
+@dataclass
+class RunningServer:
+    host: str
+    port: int
+    app: Any
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/v1/stream"
+
+
+@contextlib.contextmanager
+def running_server(app: Any, *, wait_ready: bool = True) -> Iterator[RunningServer]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 and a free port, in a thread of its own."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: server.started, "server start")
+        if wait_ready:
+            _wait(lambda: app.state.scheduler.ready.is_set() or app.state.scheduler.load_error,
+                  "model load")
+        yield RunningServer("127.0.0.1", port, app)
+    finally:
+        server.should_exit = True
+        thread.join(TIMEOUT_S)
+        sock.close()
+
+
+def _wait(condition: Any, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + TIMEOUT_S * 4
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, TIMEOUT_S * 4))
