@@ -81,4 +81,6 @@ class LocalAgreement:
 
     def finalize(self, text: str) -> str:
         """The final text: the stable words as shown, then the final hypothesis's remainder."""
-        return " ".join([*self.stable_words, *continuation_after(self.stable_words, words_of(text))])
+        return " ".join(
+            [*self.stable_words, *continuation_after(self.stable_words, words_of(text))]
+        )

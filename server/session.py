@@ -124,9 +124,7 @@ class _AudioBuffer:
 
     def _joined(self) -> Samples:
         if len(self._chunks) != 1:
-            joined = (
-                np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
-            )
+            joined = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
             self._chunks = [joined]
         return self._chunks[0]
 
@@ -214,7 +212,9 @@ class Session:
         self.closing = True
         return events + self._finish_if_drained()
 
-    def receive_transcription(self, request: TranscribeRequest, answer: Transcription) -> list[Event]:
+    def receive_transcription(
+        self, request: TranscribeRequest, answer: Transcription
+    ) -> list[Event]:
         """The model's answer to one of this session's requests."""
         utterance = self._utterances.get(request.utterance_id)
         if utterance is None or self.closed:
@@ -278,9 +278,7 @@ class Session:
         if self._current is not None:
             return self._current.start_samples
         options = self.options
-        lookback_ms = (
-            options.prefix_padding_ms + options.min_speech_duration_ms * 8 + 1000
-        )
+        lookback_ms = options.prefix_padding_ms + options.min_speech_duration_ms * 8 + 1000
         lookback = lookback_ms * STREAM_RATE_HZ // 1000
         return max(self._last_end_samples, self.position_samples - lookback)
 

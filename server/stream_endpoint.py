@@ -107,7 +107,9 @@ class StreamConnection:
 
     async def _refuse(self, code: str, message: str) -> None:
         with contextlib.suppress(Exception):
-            await self.websocket.send_text(json.dumps(protocol.error(self.session_id, code, message)))
+            await self.websocket.send_text(
+                json.dumps(protocol.error(self.session_id, code, message))
+            )
             await self.websocket.close(CLOSE_POLICY, reason=_close_reason(message))
 
     # ------------------------------------------------------------------ reading
@@ -185,7 +187,9 @@ class StreamConnection:
         try:
             answer = done.result()
         except BackendError as exc:
-            log.warning("session %s: request %s failed: %s", self.session_id, request.request_id, exc)
+            log.warning(
+                "session %s: request %s failed: %s", self.session_id, request.request_id, exc
+            )
             events = session.receive_transcription_failed(request, str(exc))
         else:
             events = session.receive_transcription(request, answer)

@@ -11,7 +11,9 @@ def silence(ms: int, rate_hz: int = RATE_HZ) -> np.ndarray:
     return np.zeros(rate_hz * ms // 1000, dtype=np.float32)
 
 
-def tone(ms: int, frequency_hz: float = 440.0, level: float = 0.3, rate_hz: int = RATE_HZ) -> np.ndarray:
+def tone(
+    ms: int, frequency_hz: float = 440.0, level: float = 0.3, rate_hz: int = RATE_HZ
+) -> np.ndarray:
     t = np.arange(rate_hz * ms // 1000) / rate_hz
     return (level * np.sin(2 * np.pi * frequency_hz * t)).astype(np.float32)
 

@@ -1,4 +1,4 @@
-"""Shared test helpers: real servers on loopback, the shared audio, skips that CI turns into failures."""
+"""Test helpers: real servers on loopback, the shared audio, skips that CI turns into failures."""
 
 from __future__ import annotations
 
@@ -85,8 +85,10 @@ def running_server(app: Any, *, wait_ready: bool = True) -> Iterator[RunningServ
     try:
         _wait(lambda: server.started, "server start")
         if wait_ready:
-            _wait(lambda: app.state.scheduler.ready.is_set() or app.state.scheduler.load_error,
-                  "model load")
+            _wait(
+                lambda: app.state.scheduler.ready.is_set() or app.state.scheduler.load_error,
+                "model load",
+            )
         yield RunningServer("127.0.0.1", port, app)
     finally:
         server.should_exit = True

@@ -6,10 +6,30 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ["errors", "options", "transcription", "events", "agreement", "prompt", "quality",
-        "session", "protocol"]
-FORBIDDEN_IN_CORE = {"asyncio", "socket", "fastapi", "starlette", "uvicorn", "websockets",
-                     "httpx", "faster_whisper", "ctranslate2", "threading", "av"}
+CORE = [
+    "errors",
+    "options",
+    "transcription",
+    "events",
+    "agreement",
+    "prompt",
+    "quality",
+    "session",
+    "protocol",
+]
+FORBIDDEN_IN_CORE = {
+    "asyncio",
+    "socket",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "websockets",
+    "httpx",
+    "faster_whisper",
+    "ctranslate2",
+    "threading",
+    "av",
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -46,8 +66,16 @@ def test_core_module_reaches_no_io(module):
     reached = {name.split(".")[0] for name in closure(module)}
     assert not reached & FORBIDDEN_IN_CORE
     assert not any(
-        name.startswith(("server.app", "server.stream_endpoint", "server.scheduler",
-                         "server.backends", "server.cli", "client"))
+        name.startswith(
+            (
+                "server.app",
+                "server.stream_endpoint",
+                "server.scheduler",
+                "server.backends",
+                "server.cli",
+                "client",
+            )
+        )
         for name in closure(module)
     )
 

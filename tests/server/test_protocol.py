@@ -33,9 +33,18 @@ def test_client_messages_parse():
 
 def test_query_parameters_are_converted_and_validated():
     options = protocol.options_from_query(
-        {"sample_rate": "48000", "language": "auto", "silence_duration_ms": "700", "partials": "false"}
+        {
+            "sample_rate": "48000",
+            "language": "auto",
+            "silence_duration_ms": "700",
+            "partials": "false",
+        }
     )
-    assert (options.sample_rate, options.language, options.silence_duration_ms) == (48000, None, 700)
+    assert (options.sample_rate, options.language, options.silence_duration_ms) == (
+        48000,
+        None,
+        700,
+    )
     assert options.partials is False
     with pytest.raises(InvalidMessage) as caught:
         protocol.options_from_query({"sample_rate": "22050"})

@@ -1,3 +1,4 @@
+import itertools
 from dataclasses import replace
 
 import pytest
@@ -46,13 +47,13 @@ def test_stable_text_only_grows_and_the_final_keeps_it():
     partials = driver.of_type(PartialText)
     stables = [p.stable_text for p in partials]
     assert stables[-1]  # something became stable
-    for earlier, later in zip(stables, stables[1:]):
+    for earlier, later in itertools.pairwise(stables):
         assert later.startswith(earlier)
     final = driver.of_type(FinalText)[0]
     assert final.text.startswith(stables[-1])
     # No partial repeats the one before it.
     shown = [(p.text, p.stable_text) for p in partials]
-    assert all(a != b for a, b in zip(shown, shown[1:]))
+    assert all(a != b for a, b in itertools.pairwise(shown))
 
 
 def test_each_request_carries_the_previous_finals_as_prompt():
@@ -64,9 +65,7 @@ def test_each_request_carries_the_previous_finals_as_prompt():
     finals = driver.of_type(FinalText)
     assert finals[0].prompt == "Glossary: Quilter."
     assert finals[1].prompt == "Glossary: Quilter. Mr. Quilter spoke"
-    second_requests = [
-        e for e in driver.of_type(TranscribeRequest) if e.utterance_id == 2
-    ]
+    second_requests = [e for e in driver.of_type(TranscribeRequest) if e.utterance_id == 2]
     assert all(r.options.prompt.endswith("Mr. Quilter spoke") for r in second_requests)
 
 
@@ -74,9 +73,7 @@ def test_final_request_is_speculative_and_cancelled_when_speech_resumes():
     # Pause of 300 ms (> 200 ms end padding, < 500 ms silence window), then more speech.
     driver = Driver(energy_session(), ScriptedTranscriber(["a b c"]))
     driver.feed(pcm16(bursts(500, 1000, 300, 1000, 1000)), 1600)
-    finals_requested = [
-        e for e in driver.of_type(TranscribeRequest) if e.kind is RequestKind.FINAL
-    ]
+    finals_requested = [e for e in driver.of_type(TranscribeRequest) if e.kind is RequestKind.FINAL]
     cancelled = {e.request_id for e in driver.of_type(RequestCancelled)}
     assert len(finals_requested) == 2
     assert finals_requested[0].request_id in cancelled
@@ -200,7 +197,9 @@ def test_a_failed_final_is_reported_and_later_utterances_go_on():
     errors = driver.of_type(SessionError)
     assert errors and errors[0].utterance_id == 1 and "model crashed" in errors[0].message
     second_final = next(
-        e for e in driver.of_type(TranscribeRequest) if e.kind is RequestKind.FINAL and e.utterance_id == 2
+        e
+        for e in driver.of_type(TranscribeRequest)
+        if e.kind is RequestKind.FINAL and e.utterance_id == 2
     )
     driver.reply(second_final)
     assert [f.utterance_id for f in driver.of_type(FinalText)] == [2]
@@ -267,7 +266,7 @@ def per_utterance(events):
 def run_split(pcm: bytes, cuts: list[int]) -> dict:
     driver = Driver(energy_session(), ScriptedTranscriber(["one two three four", "five six"]))
     points = sorted({cut - cut % 2 for cut in cuts if 0 < cut < len(pcm)})
-    for start, end in zip([0, *points], [*points, len(pcm)]):
+    for start, end in zip([0, *points], [*points, len(pcm)], strict=False):
         driver.feed(pcm[start:end])
     driver.close()
     return per_utterance(driver.events)

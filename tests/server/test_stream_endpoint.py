@@ -90,8 +90,12 @@ def test_session_update_as_first_message_and_48k_audio(server):
 
 @pytest.mark.parametrize(
     ("query", "code"),
-    [("sample_rate=22050", "unsupported_sample_rate"), ("model=nope", "model_not_found"),
-     ("silence_duration_ms=-5", "invalid_session"), ("bogus=1", "invalid_session")],
+    [
+        ("sample_rate=22050", "unsupported_sample_rate"),
+        ("model=nope", "model_not_found"),
+        ("silence_duration_ms=-5", "invalid_session"),
+        ("bogus=1", "invalid_session"),
+    ],
 )
 def test_bad_query_parameters_get_an_error_and_a_policy_close(server, query, code):
     async def scenario():
@@ -179,8 +183,8 @@ def raw_websocket(port: int, path: str = "/v1/stream") -> socket.socket:
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        .encode()
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
     )
     return sock
 

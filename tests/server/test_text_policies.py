@@ -66,9 +66,10 @@ def test_filter_keeps_confident_speech_and_names_what_it_drops():
     assert filter_transcription(stats(" mumble", avg_logprob=-1.4), thresholds)[1] == (
         "low_confidence"
     )
-    assert filter_transcription(
-        stats(" Thanks for watching!", avg_logprob=-0.6), thresholds
-    ) == ("", "known_hallucination")
+    assert filter_transcription(stats(" Thanks for watching!", avg_logprob=-0.6), thresholds) == (
+        "",
+        "known_hallucination",
+    )
     # The same words said clearly are kept.
     assert filter_transcription(stats(" Thank you.", avg_logprob=-0.1), thresholds)[0] == (
         "Thank you."

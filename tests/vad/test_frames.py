@@ -25,7 +25,7 @@ def test_frames_do_not_depend_on_how_samples_arrive(splits):
     assembler = FrameAssembler(480)
     frames = []
     cuts = sorted({min(cut, len(samples)) for cut in splits})
-    for start, end in zip([0, *cuts], [*cuts, len(samples)]):
+    for start, end in zip([0, *cuts], [*cuts, len(samples)], strict=False):
         frames += assembler.push(samples[start:end])
     assert len(frames) == 5000 // 480
     np.testing.assert_array_equal(np.concatenate(frames), samples[: len(frames) * 480])

@@ -18,12 +18,12 @@ from vad.segmenter import (
 MS = 16  # samples per millisecond
 
 
-def run_segmenter(samples, options=SegmenterOptions(), splits=None):
-    segmenter = Segmenter(EnergyDetector(), options)
+def run_segmenter(samples, options=None, splits=None):
+    segmenter = Segmenter(EnergyDetector(), options or SegmenterOptions())
     assembler = FrameAssembler(segmenter.frame_samples)
     events = []
     cuts = sorted(set(splits or []))
-    for start, end in zip([0, *cuts], [*cuts, len(samples)]):
+    for start, end in zip([0, *cuts], [*cuts, len(samples)], strict=False):
         for frame in assembler.push(samples[start:end]):
             events += [(segmenter.position_samples, e) for e in segmenter.receive_frame(frame)]
     events += [(segmenter.position_samples, e) for e in segmenter.force_end("end_of_stream")]

@@ -1,0 +1,134 @@
+"""Real speech from ../shared/audio through a real server with the bundled models."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from client.sources import decode_file
+from client.stream import stream_pcm
+from server.app import create_app
+from server.settings import ServerSettings
+from tests.support import ROOT, manifest, require, require_model, run, running_server, shared_file
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+# Short English files with clean references (see ../shared/audio/README.md).
+ENGLISH = [
+    "en_ls_1272-128104-0000.wav",
+    "en_jfk.flac",
+    "en_librivox_sense_0880.wav",
+    "en_goforward.wav",
+]
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    strip = [re.sub(r"\[[^\]]*\]|<[^>]*>", " ", text) for text in references]
+    return jiwer.wer([normalize(t) for t in strip], [normalize(t) for t in hypotheses])
+
+
+def model_server(model: str):
+    require_model(model)
+    settings = ServerSettings(model=model, compute_type="int8", beam_size=1, cpu_threads=2)
+    return running_server(create_app(settings))
+
+
+@pytest.fixture(scope="module")
+def tiny_server():
+    with model_server("tiny.en") as server:
+        assert server.app.state.scheduler.load_error is None
+        yield server
+
+
+def references() -> dict[str, str]:
+    return {entry["file"]: entry["text"] for entry in manifest()}
+
+
+def test_tiny_en_streams_real_speech_with_partials_and_low_wer(tiny_server):
+    refs = references()
+    hypotheses = []
+    for name in ENGLISH:
+        pcm = decode_file(shared_file(name))
+        result = run(stream_pcm(tiny_server.ws_url, pcm, speed=4.0, options={"language": "en"}))
+        types = [event["type"] for event in result.events]
+        assert types[-1] == "session.closed"
+        assert "transcript.partial" in types, name
+        finals = result.finals
+        started = result.of_type("speech.started")
+        assert len(finals) == len(started) >= 1
+        for final in finals:
+            assert final["start_ms"] < final["end_ms"]
+            assert final["latency_ms"] >= 0 and final["language"] == "en"
+            assert final["backend"] == "local"
+        # The last final arrives before session.closed.
+        assert types.index("session.closed") > types.index("transcript.final")
+        hypotheses.append(result.text)
+    score = wer([refs[name] for name in ENGLISH], hypotheses)
+    assert score <= 0.15, (score, hypotheses)
+
+
+def test_prompt_carry_over_is_visible_in_the_requests(tiny_server):
+    # Two files joined with a pause: the second utterance's prompt is the first's final.
+    import numpy as np
+
+    first = np.frombuffer(decode_file(shared_file("en_librivox_sense_0880.wav")), "<i2")
+    second = np.frombuffer(decode_file(shared_file("en_librivox_sense_0930.wav")), "<i2")
+    pause = np.zeros(16_000 * 3 // 2, dtype="<i2")
+    pcm = np.concatenate([first, pause, second]).tobytes()
+    result = run(stream_pcm(tiny_server.ws_url, pcm, speed=4.0, options={"prompt": "Dashwood."}))
+    finals = [final for final in result.finals if final["text"]]
+    assert len(finals) >= 2
+    assert finals[0]["prompt"] == "Dashwood."
+    assert finals[1]["prompt"].startswith("Dashwood. ")
+    assert finals[0]["text"] in finals[1]["prompt"]
+
+
+def test_base_model_is_multilingual_and_detects_language():
+    with model_server("base") as server:
+        pcm = decode_file(shared_file("de_picovoice.wav"))
+        result = run(stream_pcm(server.ws_url, pcm, speed=None))
+        assert result.finals and result.finals[0]["language"] == "de"
+        assert "portal" in result.text.lower() or "raum" in result.text.lower()
+        english = decode_file(shared_file("en_ls_1272-128104-0000.wav"))
+        result = run(stream_pcm(server.ws_url, english, speed=None, options={"vad": "silero"}))
+        assert wer([references()["en_ls_1272-128104-0000.wav"]], [result.text]) <= 0.2
+
+
+def test_stream_cli_prints_finals_and_json_lines(tiny_server):
+    path = shared_file("en_goforward.wav")
+    command = [
+        sys.executable,
+        "-m",
+        "streamscribe",
+        "stream",
+        str(path),
+        "--url",
+        tiny_server.ws_url,
+        "--fast",
+    ]
+    plain = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert plain.returncode == 0, plain.stderr
+    assert "forward" in plain.stdout.lower()
+    as_json = subprocess.run(
+        [*command, "--json"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    import json
+
+    events = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert events[0]["type"] == "session.created" and events[-1]["type"] == "session.closed"
+
+
+def test_missing_model_message_names_the_extra(tmp_path):
+    from server.backends.models import resolve_model
+    from server.errors import ModelNotFound
+
+    require(True, "")
+    with pytest.raises(ModelNotFound, match="holds no CTranslate2 model"):
+        resolve_model(str(tmp_path))
