@@ -55,27 +55,25 @@ def test_a_directory_without_a_model_is_refused(tmp_path):
         resolve_model(str(tmp_path))
 
 
-def test_serve_exits_with_a_message_for_a_missing_model(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "streamscribe", "serve", "--model", str(tmp_path), "--port", "0"],
+def streamscribe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streamscribe", *args],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
     )
+
+
+def test_serve_exits_with_a_message_for_a_missing_model(tmp_path):
+    result = streamscribe("serve", "--model", str(tmp_path), "--port", "0")
     assert result.returncode == 2
     assert "holds no CTranslate2 model" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_serve_refuses_bad_settings_cleanly():
-    result = subprocess.run(
-        [sys.executable, "-m", "streamscribe", "serve", "--workers", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = streamscribe("serve", "--workers", "0")
     assert result.returncode == 2 and "workers" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -83,13 +81,7 @@ def test_serve_refuses_bad_settings_cleanly():
 def test_stream_cli_reports_unreadable_files_and_unreachable_servers(tmp_path):
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"RIFF....not audio at all")
-    result = subprocess.run(
-        [sys.executable, "-m", "streamscribe", "stream", str(junk)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = streamscribe("stream", str(junk))
     assert result.returncode == 2 and "junk.wav" in result.stderr
     assert "Traceback" not in result.stderr
     silence = tmp_path / "silence.wav"
@@ -100,20 +92,6 @@ def test_stream_cli_reports_unreadable_files_and_unreachable_servers(tmp_path):
         out.setsampwidth(2)
         out.setframerate(16000)
         out.writeframes(b"\x00\x00" * 1600)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streamscribe",
-            "stream",
-            str(silence),
-            "--url",
-            "ws://127.0.0.1:9/v1/stream",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = streamscribe("stream", str(silence), "--url", "ws://127.0.0.1:9/v1/stream")
     assert result.returncode == 1 and "cannot reach" in result.stderr
     assert "Traceback" not in result.stderr
