@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--beam-size", type=int, default=1, help="beam size of finals")
     parser.add_argument("--vad", default="webrtc")
+    parser.add_argument("--workers", type=int, default=1, help="model calls at once")
+    parser.add_argument("--cpu-threads", type=int, default=2, help="threads per model call")
+    parser.add_argument("--events", type=Path, help="write every event as JSON lines here")
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
@@ -127,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             "--compute-type",
             "int8",
             "--cpu-threads",
-            "2",
+            str(args.cpu_threads),
+            "--workers",
+            str(args.workers),
             "--beam-size",
             str(args.beam_size),
             "--log-level",
@@ -161,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         server.terminate()
         server.wait(30)
 
+    if args.events:
+        args.events.write_text("".join(json.dumps(event) + "\n" for event in result.events))
     first_partial_ms = []
     for started in result.of_type("speech.started"):
         onset = result.started_at + (started["start_ms"] + PREFIX_PADDING_MS) / 1000 / args.speed
@@ -203,11 +210,13 @@ def record(args: argparse.Namespace, figures: dict, _mean: float) -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     command = (
         f"python benchmarks/streaming_latency.py --model {args.model} "
-        f"--beam-size {args.beam_size} --vad {args.vad} --record"
+        f"--beam-size {args.beam_size} --vad {args.vad} --workers {args.workers} "
+        f"--cpu-threads {args.cpu_threads} --record"
     )
     lines = [
         f"\n## Streaming latency, {args.model} int8, final beam {args.beam_size}, "
-        f"{args.vad} VAD ({date.today().isoformat()})\n",
+        f"{args.vad} VAD, {args.workers} worker(s) x {args.cpu_threads} thread(s) "
+        f"({date.today().isoformat()})\n",
         f"Machine: {machine}. Command: `{command}`\n",
         "| figure | value |",
         "| --- | --- |",

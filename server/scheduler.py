@@ -10,6 +10,7 @@ a worker may already be running.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -142,6 +143,7 @@ class InferenceScheduler:
                 continue
             request = job.request
             started = time.monotonic()
+            queue_ms = (started - job.enqueued_at) * 1000
             call = functools.partial(
                 self.transcriber.transcribe,
                 request.audio,
@@ -162,6 +164,6 @@ class InferenceScheduler:
             else:
                 self.stats.completed += 1
                 if not job.future.done():
-                    job.future.set_result(answer)
+                    job.future.set_result(dataclasses.replace(answer, queue_ms=queue_ms))
             finally:
                 self.stats.busy_s += time.monotonic() - started

@@ -91,6 +91,7 @@ class _Utterance:
     final_answer: Transcription | None = None
     final_failed: str | None = None
     next_partial_samples: int = 0
+    partial_voiced_end: int = -1  # last voiced sample the previous partial request covered
     applied_partial_id: int = -1
     last_partial: tuple[str, str] | None = None
 
@@ -151,6 +152,7 @@ class Session:
         self._utterances: dict[int, _Utterance] = {}  # not yet finalized, in order
         self._current: _Utterance | None = None
         self._last_end_samples = 0
+        self._partial_turnaround_ms = 0.0
         self._audio_started = False
         self.closing = False
         self.closed = False
@@ -302,7 +304,10 @@ class Session:
         if self._utterances or self._last_end_samples:
             self.prompt.receive_silence(silence_ms, self.options.prompt_reset_silence_ms)
         utterance = _Utterance(next(self._utterance_ids), start_samples)
-        utterance.next_partial_samples = start_samples + self._partial_interval_samples()
+        # The first partial is not slowed by load: it shows the speaker they are heard.
+        utterance.next_partial_samples = start_samples + self._ms_to_samples(
+            self.options.partial_interval_ms
+        )
         self._utterances[utterance.utterance_id] = utterance
         self._current = utterance
         return [UtteranceStarted(utterance.utterance_id, start_samples)]
@@ -350,6 +355,13 @@ class Session:
         return []
 
     def _maybe_request_partial(self) -> list[Event]:
+        """Partials follow new speech, never faster than the model answers them.
+
+        A partial is due every ``partial_interval_ms`` of new audio, but only if speech was
+        heard since the previous one (re-transcribing a pause shows nothing new and delays the
+        final), and no sooner than the last partial's turnaround (queue wait plus inference):
+        under load, partials slow down before finals do.
+        """
         utterance = self._current
         if (
             utterance is None
@@ -358,11 +370,21 @@ class Session:
             or self.position_samples < utterance.next_partial_samples
         ):
             return []
+        voiced_end = self._segmenter.last_voiced_end_samples
+        if voiced_end <= utterance.partial_voiced_end:
+            return []
+        utterance.partial_voiced_end = voiced_end
         utterance.next_partial_samples = self.position_samples + self._partial_interval_samples()
         return [self._request(utterance, RequestKind.PARTIAL, self.position_samples)]
 
     def _partial_interval_samples(self) -> int:
-        return self.options.partial_interval_ms * STREAM_RATE_HZ // 1000
+        return self._ms_to_samples(
+            max(self.options.partial_interval_ms, self._partial_turnaround_ms)
+        )
+
+    @staticmethod
+    def _ms_to_samples(milliseconds: float) -> int:
+        return int(milliseconds * STREAM_RATE_HZ // 1000)
 
     def _request(self, utterance: _Utterance, kind: RequestKind, end: int) -> TranscribeRequest:
         return TranscribeRequest(
@@ -382,6 +404,7 @@ class Session:
         if request.request_id <= utterance.applied_partial_id or utterance.final_answer is not None:
             return []
         utterance.applied_partial_id = request.request_id
+        self._partial_turnaround_ms = answer.queue_ms + answer.inference_ms
         text, _ = filter_transcription(answer, self.thresholds)
         stable, unstable = utterance.agreement.receive_hypothesis(text)
         if (stable, unstable) == utterance.last_partial or not (stable or unstable):
@@ -421,7 +444,10 @@ class Session:
         answer = utterance.final_answer
         assert answer is not None
         text, dropped = filter_transcription(answer, self.thresholds)
-        text = utterance.agreement.finalize(text)
+        if utterance.end_reason != "max_duration":
+            text = utterance.agreement.finalize(text)
+        # else: partials heard audio past the cut, so their stable words may belong to the next
+        # utterance; the final of a forced cut is its own transcription, or words would repeat.
         language = answer.language or self.options.language
         if text and not dropped:
             self.prompt.receive_final(text, language)

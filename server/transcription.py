@@ -81,6 +81,7 @@ class Transcription:
     duration_s: float = 0.0
     backend: str = ""
     inference_ms: float = 0.0
+    queue_ms: float = 0.0  # how long the request waited for a worker
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

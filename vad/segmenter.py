@@ -110,6 +110,11 @@ class Segmenter:
     def frame_samples(self) -> int:
         return self.detector.frame_samples
 
+    @property
+    def last_voiced_end_samples(self) -> int:
+        """End of the last frame counted as speech in the current utterance."""
+        return self._last_voiced_end
+
     def update_options(self, options: SegmenterOptions) -> None:
         """Apply new timing rules from the next frame on."""
         self.options = options

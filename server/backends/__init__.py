@@ -5,6 +5,7 @@ Heavy dependencies are imported only when their backend is built.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from server.errors import UsageError
@@ -16,6 +17,12 @@ if TYPE_CHECKING:
 BACKEND_NAMES = ("local", "fake")
 
 
+def default_cpu_threads(workers: int) -> int:
+    """Split the cores between concurrent model calls, so a final never waits for a partial
+    to finish while cores sit idle."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
 def make_transcriber(settings: ServerSettings) -> Transcriber:
     if settings.backend == "local":
         from server.backends.local import FasterWhisperTranscriber
@@ -24,7 +31,7 @@ def make_transcriber(settings: ServerSettings) -> Transcriber:
             settings.model,
             device=settings.device,
             compute_type=settings.compute_type,
-            cpu_threads=settings.cpu_threads,
+            cpu_threads=settings.cpu_threads or default_cpu_threads(settings.workers),
             num_workers=settings.workers,
             final_beam_size=settings.beam_size,
             partial_beam_size=settings.partial_beam_size,

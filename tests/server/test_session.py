@@ -1,6 +1,7 @@
 import itertools
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -111,6 +112,55 @@ def test_an_older_partial_answer_never_overwrites_a_newer_one():
     count = len(driver.of_type(PartialText))
     driver.reply(partial_requests[0])
     assert len(driver.of_type(PartialText)) == count
+
+
+def test_partials_follow_new_speech_only():
+    signal = bursts(300, 1000, 190, 1000, 800)  # a 190 ms gap: not long enough to pause
+    driver = Driver(energy_session(partial_interval_ms=100), ScriptedTranscriber(["a b c d"]))
+    driver.feed(pcm16(signal), 640)
+    partials = [r for r in driver.of_type(TranscribeRequest) if r.kind is RequestKind.PARTIAL]
+    assert len(partials) > 5
+    for previous, request in itertools.pairwise(partials):
+        new_audio = signal[previous.end_samples : request.end_samples]
+        assert np.abs(new_audio).max() > 0.01, "a partial re-transcribed silence only"
+
+
+class SlowQueue(ScriptedTranscriber):
+    def transcribe(self, audio, options, *, final=True):
+        return replace(super().transcribe(audio, options, final=final), queue_ms=1500.0)
+
+
+def test_partials_slow_down_to_the_models_turnaround():
+    driver = Driver(energy_session(), SlowQueue(["one two three four five six"]))
+    driver.feed(pcm16(bursts(300, 6000, 800)), 1600)
+    partials = [r for r in driver.of_type(TranscribeRequest) if r.kind is RequestKind.PARTIAL]
+    gaps = [b.end_samples - a.end_samples for a, b in itertools.pairwise(partials)]
+    # From the first answer on, partials are spaced by the turnaround the answers report.
+    assert len(gaps) > 2 and min(gaps[1:]) >= 1500 * 16
+    # The first partial still comes after the base interval.
+    assert partials[0].end_samples - partials[0].start_samples <= 600 * 16
+
+
+class PartialsRunAhead(ScriptedTranscriber):
+    """Partials hear words past the cut point; the final of the cut audio does not."""
+
+    def transcribe(self, audio, options, *, final=True):
+        text = " alpha beta" if final else " alpha beta gamma delta"
+        return Transcription(segments=(Segment(text=text),), language="en", backend="t")
+
+
+def test_a_forced_cut_final_does_not_keep_stable_words_from_past_the_cut():
+    driver = Driver(energy_session(max_utterance_duration_ms=4000), PartialsRunAhead())
+    driver.feed(pcm16(bursts(300, 5000, 1000)), 1600)
+    driver.close()
+    finals = driver.of_type(FinalText)
+    assert finals[0].reason == "max_duration"
+    assert finals[0].text == "alpha beta"
+    stable = [p.stable_text for p in driver.of_type(PartialText) if p.utterance_id == 1]
+    assert stable[-1] == "alpha beta gamma delta"
+    # A silence-ended utterance keeps its stable words.
+    assert finals[-1].reason == "silence"
+    assert finals[-1].text.startswith("alpha beta gamma delta")
 
 
 def hallucination(text: str, **stats) -> Transcription:
