@@ -18,7 +18,7 @@ _FLAGS = {
     "model": "tiny.en, base or small (bundled), a CTranslate2 directory, or a hub id",
     "device": "auto, cpu or cuda",
     "compute_type": "auto, int8, int8_float16, float16, float32, ...",
-    "cpu_threads": "CPU threads per model call (0: the cores split between workers)",
+    "cpu_threads": "CPU threads per model call (0: all cores)",
     "workers": "model calls run at once",
     "beam_size": "beam size for finals (partials use 1)",
     "default_vad": "VAD for sessions that do not choose: webrtc or silero",

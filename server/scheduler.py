@@ -2,9 +2,10 @@
 
 Order: finals first (oldest first), then partials (oldest first). A partial is stale as soon as
 a newer one for the same utterance arrives: the newer one takes its place in the queue and the
-old one is dropped. Partials beyond ``max_queued_partials`` drop the oldest. So under load
-partials thin out by themselves and finals never wait behind them, only behind the one request
-a worker may already be running.
+old one is dropped. At most one partial per utterance runs at a time (two would only compete
+for the same cores); partials beyond ``max_queued_partials`` drop the oldest. So under load
+partials thin out by themselves and finals never wait behind them, only behind requests the
+workers are already running.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class InferenceScheduler:
         self.load_error: BaseException | None = None
         self._finals: deque[_Job] = deque()
         self._partials: OrderedDict[tuple[str, int], _Job] = OrderedDict()
+        self._running_partials: set[tuple[str, int]] = set()
         self._has_work = asyncio.Event()
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="inference")
         self._tasks: list[asyncio.Task[None]] = []
@@ -127,9 +129,11 @@ class InferenceScheduler:
             job = self._finals.popleft()
             if not job.future.cancelled():
                 return job
-        while self._partials:
-            _, job = self._partials.popitem(last=False)
-            if not job.future.cancelled():
+        for key, job in list(self._partials.items()):
+            if job.future.cancelled():
+                del self._partials[key]
+            elif key not in self._running_partials:
+                del self._partials[key]
                 return job
         return None
 
@@ -142,6 +146,9 @@ class InferenceScheduler:
                 await self._has_work.wait()
                 continue
             request = job.request
+            partial_key = (request.session_id, request.utterance_id)
+            if request.kind is RequestKind.PARTIAL:
+                self._running_partials.add(partial_key)
             started = time.monotonic()
             queue_ms = (started - job.enqueued_at) * 1000
             call = functools.partial(
@@ -166,4 +173,18 @@ class InferenceScheduler:
                 if not job.future.done():
                     job.future.set_result(dataclasses.replace(answer, queue_ms=queue_ms))
             finally:
-                self.stats.busy_s += time.monotonic() - started
+                if request.kind is RequestKind.PARTIAL:
+                    self._running_partials.discard(partial_key)
+                    self._notify()  # a partial of this utterance may be waiting
+                finished = time.monotonic()
+                self.stats.busy_s += finished - started
+                log.debug(
+                    "%s %s utterance %s request %s: %.0f ms audio, queued %.0f ms, ran %.0f ms",
+                    request.session_id,
+                    request.kind.name.lower(),
+                    request.utterance_id,
+                    request.request_id,
+                    request.duration_s * 1000,
+                    queue_ms,
+                    (finished - started) * 1000,
+                )

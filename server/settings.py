@@ -26,7 +26,7 @@ class ServerSettings(BaseSettings):
     model: str = DEFAULT_MODEL
     device: str = "auto"
     compute_type: str = "auto"
-    cpu_threads: int = Field(default=0, ge=0, description="0: the cores split between workers")
+    cpu_threads: int = Field(default=0, ge=0, description="0: all cores")
     workers: int = Field(default=2, ge=1, le=64, description="concurrent model calls")
     beam_size: int = Field(default=5, ge=1, le=10, description="beam size of finals")
     partial_beam_size: int = Field(default=1, ge=1, le=10)

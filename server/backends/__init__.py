@@ -17,10 +17,10 @@ if TYPE_CHECKING:
 BACKEND_NAMES = ("local", "fake")
 
 
-def default_cpu_threads(workers: int) -> int:
-    """Split the cores between concurrent model calls, so a final never waits for a partial
-    to finish while cores sit idle."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+def default_cpu_threads() -> int:
+    """Every model call may use every core: alone it runs fastest, and when two run at once
+    the operating system shares the cores between them."""
+    return os.cpu_count() or 1
 
 
 def make_transcriber(settings: ServerSettings) -> Transcriber:
@@ -31,7 +31,7 @@ def make_transcriber(settings: ServerSettings) -> Transcriber:
             settings.model,
             device=settings.device,
             compute_type=settings.compute_type,
-            cpu_threads=settings.cpu_threads or default_cpu_threads(settings.workers),
+            cpu_threads=settings.cpu_threads or default_cpu_threads(),
             num_workers=settings.workers,
             final_beam_size=settings.beam_size,
             partial_beam_size=settings.partial_beam_size,

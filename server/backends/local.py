@@ -78,9 +78,11 @@ class FasterWhisperTranscriber:
             raise BackendError("the model is not loaded yet")
         started = time.perf_counter()
         language = options.language if self.multilingual else "en"
-        temperature: float | tuple[float, ...] = (
-            FALLBACK_TEMPERATURES if options.temperature == 0 else options.temperature
-        )
+        # Partials decode once: a fallback retry on a half-heard word can cost six decodes,
+        # and the next partial or the final will do better anyway.
+        temperature: float | tuple[float, ...] = options.temperature
+        if final and options.temperature == 0:
+            temperature = FALLBACK_TEMPERATURES
         try:
             segments, info = self._model.transcribe(
                 audio,

@@ -1,0 +1,98 @@
+"""The shared inference queue: priorities, stale partials, one partial per utterance."""
+
+import asyncio
+import threading
+
+import numpy as np
+
+from server.scheduler import InferenceScheduler
+from server.transcription import (
+    DecodeOptions,
+    RequestKind,
+    Segment,
+    TranscribeRequest,
+    Transcription,
+)
+
+
+class GatedTranscriber:
+    """Blocks every call until the test opens the gate; records the order of calls."""
+
+    name = "gated"
+    multilingual = True
+
+    def __init__(self):
+        self.calls = []
+        self.gate = threading.Event()
+
+    def load(self):
+        pass
+
+    def transcribe(self, audio, options, *, final=True):
+        self.calls.append(options.prompt)
+        self.gate.wait(10)
+        return Transcription(segments=(Segment(text=options.prompt),), backend=self.name)
+
+
+def request(request_id, kind, session="s", utterance=1):
+    return TranscribeRequest(
+        request_id,
+        session,
+        utterance,
+        kind,
+        np.zeros(160, np.float32),
+        DecodeOptions(prompt=f"{kind.name.lower()}-{session}-{utterance}-{request_id}"),
+        0,
+        160,
+    )
+
+
+def test_finals_first_stale_partials_dropped_one_partial_per_utterance():
+    async def scenario():
+        backend = GatedTranscriber()
+        scheduler = InferenceScheduler(backend, workers=2)
+        await scheduler.start()
+        running = scheduler.submit(request(1, RequestKind.PARTIAL))
+        await asyncio.sleep(0.05)  # worker 1 takes it
+        stale = scheduler.submit(request(2, RequestKind.PARTIAL))
+        newer = scheduler.submit(request(3, RequestKind.PARTIAL))
+        await asyncio.sleep(0.05)
+        assert stale.cancelled()
+        # Worker 2 is idle but does not run a second partial of the same utterance.
+        assert backend.calls == ["partial-s-1-1"]
+        other = scheduler.submit(request(4, RequestKind.PARTIAL, utterance=2))
+        final = scheduler.submit(request(5, RequestKind.FINAL))
+        await asyncio.sleep(0.05)  # worker 2 takes the final before the other partial
+        assert backend.calls == ["partial-s-1-1", "final-s-1-5"]
+        backend.gate.set()
+        answers = await asyncio.gather(running, newer, other, final)
+        assert [a.text for a in answers] == [
+            "partial-s-1-1",
+            "partial-s-1-3",
+            "partial-s-2-4",
+            "final-s-1-5",
+        ]
+        assert all(a.queue_ms >= 0 for a in answers)
+        await scheduler.close()
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_a_session_drops_its_queued_work():
+    async def scenario():
+        backend = GatedTranscriber()
+        scheduler = InferenceScheduler(backend, workers=1)
+        await scheduler.start()
+        first = scheduler.submit(request(1, RequestKind.FINAL, session="a"))
+        await asyncio.sleep(0.05)
+        queued = [
+            scheduler.submit(request(2, RequestKind.FINAL, session="b")),
+            scheduler.submit(request(3, RequestKind.PARTIAL, session="b")),
+        ]
+        scheduler.cancel_session("b")
+        assert all(f.cancelled() for f in queued)
+        backend.gate.set()
+        assert (await first).text == "final-a-1-1"
+        await scheduler.close()
+
+    asyncio.run(scenario())
