@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ from server.transcription import DecodeOptions, Samples, Segment, Transcription,
 
 # Temperature fallback as Whisper does it: retry hotter when the output fails the thresholds.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# Partials of utterances shorter than this are encoded in a window of this length instead of
+# Whisper's 30 s: the encoder's cost is proportional to the window, and a partial is provisional.
+SHORT_WINDOW_S = 10
 
 
 class FasterWhisperTranscriber:
@@ -43,6 +47,7 @@ class FasterWhisperTranscriber:
         bundled = BUNDLED_MODELS.get(model)
         self.multilingual = bundled.multilingual if bundled else not model.endswith(".en")
         self._model: Any = None
+        self._short_window_model: Any = None
 
     def load(self) -> None:
         try:
@@ -67,6 +72,7 @@ class FasterWhisperTranscriber:
                 f"{', '.join(BUNDLED_MODELS)} (pip install 'streamscribe[models]')"
             ) from exc
         self.multilingual = bool(self._model.model.is_multilingual)
+        self._short_window_model = _with_window(self._model, SHORT_WINDOW_S)
         # Warm up: the first call allocates buffers and is several times slower.
         warmup = np.random.default_rng(0).normal(0, 0.01, 16_000).astype(np.float32)
         self.transcribe(warmup, DecodeOptions(language="en"), final=True)
@@ -83,9 +89,13 @@ class FasterWhisperTranscriber:
         temperature: float | tuple[float, ...] = options.temperature
         if final and options.temperature == 0:
             temperature = FALLBACK_TEMPERATURES
+        model, window_s = self._model, None
+        if not final and len(audio) < (SHORT_WINDOW_S - 1) * 16_000:
+            model, window_s = self._short_window_model, SHORT_WINDOW_S
         try:
-            segments, info = self._model.transcribe(
+            segments, info = model.transcribe(
                 audio,
+                chunk_length=window_s,
                 language=language,
                 task=options.task,
                 beam_size=self.final_beam_size if final else self.partial_beam_size,
@@ -107,6 +117,19 @@ class FasterWhisperTranscriber:
             backend=self.name,
             inference_ms=(time.perf_counter() - started) * 1000,
         )
+
+
+def _with_window(model: Any, window_s: int) -> Any:
+    """A view of ``model`` sharing its weights but with a feature extractor of its own, padded
+    to ``window_s``. faster-whisper's ``chunk_length`` rewrites the extractor it is given, so
+    a shared one would race between threads; this one is only ever set to the same value."""
+    view = copy.copy(model)
+    extractor = copy.copy(model.feature_extractor)
+    extractor.chunk_length = window_s
+    extractor.n_samples = window_s * extractor.sampling_rate
+    extractor.nb_max_frames = extractor.n_samples // extractor.hop_length
+    view.feature_extractor = extractor
+    return view
 
 
 def _segment(segment: Any) -> Segment:
