@@ -346,8 +346,16 @@ class Session:
         for utterance in self._utterances.values():
             if utterance.final_answer is None and utterance.final_failed is None:
                 if utterance.final_request is None and utterance.wanted_final_end is not None:
+                    # The stable words are frozen from here on and handed to the model as the
+                    # start of its output, so the final continues them instead of contradicting
+                    # them. A forced cut gets none: its partials heard audio past the cut.
+                    prefix = (
+                        ""
+                        if utterance.end_reason == "max_duration"
+                        else (utterance.agreement.stable_text)
+                    )
                     request = self._request(
-                        utterance, RequestKind.FINAL, utterance.wanted_final_end
+                        utterance, RequestKind.FINAL, utterance.wanted_final_end, prefix
                     )
                     utterance.final_request = request
                     return [request]
@@ -386,14 +394,18 @@ class Session:
     def _ms_to_samples(milliseconds: float) -> int:
         return int(milliseconds * STREAM_RATE_HZ // 1000)
 
-    def _request(self, utterance: _Utterance, kind: RequestKind, end: int) -> TranscribeRequest:
+    def _request(
+        self, utterance: _Utterance, kind: RequestKind, end: int, prefix: str = ""
+    ) -> TranscribeRequest:
         return TranscribeRequest(
             request_id=next(self._request_ids),
             session_id=self.session_id,
             utterance_id=utterance.utterance_id,
             kind=kind,
             audio=self._audio.slice(utterance.start_samples, end),
-            options=DecodeOptions(language=self.options.language, prompt=self.prompt.prompt()),
+            options=DecodeOptions(
+                language=self.options.language, prompt=self.prompt.prompt(), prefix=prefix
+            ),
             start_samples=utterance.start_samples,
             end_samples=end,
         )
@@ -401,8 +413,11 @@ class Session:
     def _apply_partial(
         self, utterance: _Utterance, request: TranscribeRequest, answer: Transcription
     ) -> list[Event]:
-        if request.request_id <= utterance.applied_partial_id or utterance.final_answer is not None:
-            return []
+        if (
+            request.request_id <= utterance.applied_partial_id
+            or utterance.final_request is not None
+        ):
+            return []  # stale, or the stable words are already frozen into a final request
         utterance.applied_partial_id = request.request_id
         self._partial_turnaround_ms = answer.queue_ms + answer.inference_ms
         text, _ = filter_transcription(answer, self.thresholds)
@@ -444,7 +459,10 @@ class Session:
         answer = utterance.final_answer
         assert answer is not None
         text, dropped = filter_transcription(answer, self.thresholds)
-        if utterance.end_reason != "max_duration":
+        prefix = request.options.prefix
+        if answer.prefix_applied:
+            text = " ".join(part for part in (prefix, text) if part)
+        elif utterance.end_reason != "max_duration":
             text = utterance.agreement.finalize(text)
         # else: partials heard audio past the cut, so their stable words may belong to the next
         # utterance; the final of a forced cut is its own transcription, or words would repeat.

@@ -25,6 +25,9 @@ class DecodeOptions:
 
     language: str | None = None
     prompt: str = ""
+    # Text the output must start with (the utterance's stable words); backends that can force
+    # a decoder prefix continue after it and say so with ``Transcription.prefix_applied``.
+    prefix: str = ""
     task: str = "transcribe"
     temperature: float = 0.0
     word_timestamps: bool = False
@@ -82,6 +85,7 @@ class Transcription:
     backend: str = ""
     inference_ms: float = 0.0
     queue_ms: float = 0.0  # how long the request waited for a worker
+    prefix_applied: bool = False  # the text continues ``DecodeOptions.prefix`` (not included)
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -100,6 +100,7 @@ class FasterWhisperTranscriber:
                 task=options.task,
                 beam_size=self.final_beam_size if final else self.partial_beam_size,
                 initial_prompt=options.prompt or None,
+                prefix=options.prefix or None,
                 condition_on_previous_text=False,
                 temperature=temperature,
                 without_timestamps=not (final and options.word_timestamps),
@@ -116,6 +117,7 @@ class FasterWhisperTranscriber:
             duration_s=float(info.duration),
             backend=self.name,
             inference_ms=(time.perf_counter() - started) * 1000,
+            prefix_applied=bool(options.prefix),
         )
 
 

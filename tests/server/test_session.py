@@ -141,6 +141,35 @@ def test_partials_slow_down_to_the_models_turnaround():
     assert partials[0].end_samples - partials[0].start_samples <= 600 * 16
 
 
+class PrefixHonouring(ScriptedTranscriber):
+    """Like faster-whisper with ``prefix``: the final continues after the stable words."""
+
+    def transcribe(self, audio, options, *, final=True):
+        answer = super().transcribe(audio, options, final=final)
+        if not final or not options.prefix:
+            return answer
+        words = answer.text.split()[len(options.prefix.split()) :]
+        return Transcription(
+            (Segment(text=" " + " ".join(words)),), language="en", prefix_applied=True
+        )
+
+
+def test_the_final_request_hands_the_stable_words_to_the_model_as_prefix():
+    transcriber = PrefixHonouring(["one two three four five six"], words_per_second=3)
+    driver = Driver(energy_session(), transcriber)
+    driver.feed(pcm16(bursts(300, 2500, 800)), 1600)
+    final_request = next(
+        r for r in driver.of_type(TranscribeRequest) if r.kind is RequestKind.FINAL
+    )
+    last_stable = [p.stable_text for p in driver.of_type(PartialText)][-1]
+    assert final_request.options.prefix == last_stable != ""
+    final = driver.of_type(FinalText)[0]
+    assert final.text == "one two three four five six"
+    # No partial follows the final request: the stable words are frozen.
+    index = driver.events.index(final_request)
+    assert not [e for e in driver.events[index:] if isinstance(e, PartialText)]
+
+
 class PartialsRunAhead(ScriptedTranscriber):
     """Partials hear words past the cut point; the final of the cut audio does not."""
 
@@ -288,11 +317,12 @@ def test_updates_are_validated_and_audio_format_is_fixed_once_audio_flows():
 
 
 def per_utterance(events):
-    """Per utterance: its requests, its VAD events and its text events, each in order.
+    """Per utterance: its requests, its VAD events and its finals, each in order.
 
-    Interleaving between these three streams depends on when answers arrive, so it is not
-    compared; partial prompts depend on whether the previous final was known yet, and
-    ``inference_ms`` on the clock.
+    What depends on when answers arrive is left out: the interleaving of these streams, the
+    partials (an answer that comes after the final request is ignored), the prompts of partial
+    requests and the prefix of final requests (the stable words known by then), and
+    ``inference_ms``.
     """
     grouped = {}
     for event in events:
@@ -303,10 +333,8 @@ def per_utterance(events):
             stream = "requests"
         elif isinstance(event, UtteranceStarted | UtteranceStopped):
             key, stream = event, "vad"
-        elif isinstance(event, PartialText | FinalText):
-            key, stream = event, "text"
-            if isinstance(event, FinalText):
-                key = replace(event, inference_ms=0.0)
+        elif isinstance(event, FinalText):
+            key, stream = replace(event, inference_ms=0.0), "finals"
         else:
             continue
         grouped.setdefault((event.utterance_id, stream), []).append(key)
@@ -322,7 +350,7 @@ def run_split(pcm: bytes, cuts: list[int]) -> dict:
     return per_utterance(driver.events)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, len(TWO_UTTERANCES)), max_size=40))
 def test_events_do_not_depend_on_how_audio_is_split(cuts):
     assert run_split(TWO_UTTERANCES, cuts) == run_split(TWO_UTTERANCES, [])
