@@ -459,10 +459,7 @@ class Session:
         answer = utterance.final_answer
         assert answer is not None
         text, dropped = filter_transcription(answer, self.thresholds)
-        prefix = request.options.prefix
-        if answer.prefix_applied:
-            text = " ".join(part for part in (prefix, text) if part)
-        elif utterance.end_reason != "max_duration":
+        if utterance.end_reason != "max_duration":
             text = utterance.agreement.finalize(text)
         # else: partials heard audio past the cut, so their stable words may belong to the next
         # utterance; the final of a forced cut is its own transcription, or words would repeat.

@@ -25,8 +25,8 @@ class DecodeOptions:
 
     language: str | None = None
     prompt: str = ""
-    # Text the output must start with (the utterance's stable words); backends that can force
-    # a decoder prefix continue after it and say so with ``Transcription.prefix_applied``.
+    # Text the output should start with (the utterance's stable words). Backends that can force
+    # a decoder prefix do; the text they return includes it.
     prefix: str = ""
     task: str = "transcribe"
     temperature: float = 0.0
@@ -85,7 +85,6 @@ class Transcription:
     backend: str = ""
     inference_ms: float = 0.0
     queue_ms: float = 0.0  # how long the request waited for a worker
-    prefix_applied: bool = False  # the text continues ``DecodeOptions.prefix`` (not included)
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

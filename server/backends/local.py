@@ -117,7 +117,6 @@ class FasterWhisperTranscriber:
             duration_s=float(info.duration),
             backend=self.name,
             inference_ms=(time.perf_counter() - started) * 1000,
-            prefix_applied=bool(options.prefix),
         )
 
 

@@ -142,16 +142,15 @@ def test_partials_slow_down_to_the_models_turnaround():
 
 
 class PrefixHonouring(ScriptedTranscriber):
-    """Like faster-whisper with ``prefix``: the final continues after the stable words."""
+    """Like faster-whisper with ``prefix``: the final starts with the stable words."""
 
     def transcribe(self, audio, options, *, final=True):
         answer = super().transcribe(audio, options, final=final)
         if not final or not options.prefix:
             return answer
         words = answer.text.split()[len(options.prefix.split()) :]
-        return Transcription(
-            (Segment(text=" " + " ".join(words)),), language="en", prefix_applied=True
-        )
+        text = " ".join([options.prefix.upper(), *words])  # the model's own surface form
+        return Transcription((Segment(text=" " + text),), language="en")
 
 
 def test_the_final_request_hands_the_stable_words_to_the_model_as_prefix():
@@ -164,7 +163,7 @@ def test_the_final_request_hands_the_stable_words_to_the_model_as_prefix():
     last_stable = [p.stable_text for p in driver.of_type(PartialText)][-1]
     assert final_request.options.prefix == last_stable != ""
     final = driver.of_type(FinalText)[0]
-    assert final.text == "one two three four five six"
+    assert final.text == "one two three four five six"  # the stable words as shown
     # No partial follows the final request: the stable words are frozen.
     index = driver.events.index(final_request)
     assert not [e for e in driver.events[index:] if isinstance(e, PartialText)]
