@@ -382,7 +382,12 @@ class Session:
         if voiced_end <= utterance.partial_voiced_end:
             return []
         utterance.partial_voiced_end = voiced_end
-        utterance.next_partial_samples = self.position_samples + self._partial_interval_samples()
+        interval = self._partial_interval_samples()
+        if self.position_samples - utterance.start_samples < 2 * interval:
+            # Early in an utterance, twice as often: the request at speech onset often hears
+            # too little to give text, and the first words tell the speaker they are heard.
+            interval //= 2
+        utterance.next_partial_samples = self.position_samples + interval
         return [self._request(utterance, RequestKind.PARTIAL, self.position_samples)]
 
     def _partial_interval_samples(self) -> int:
