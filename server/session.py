@@ -87,6 +87,7 @@ class _Utterance:
     end_samples: int | None = None
     end_reason: str = ""
     wanted_final_end: int | None = None  # end of the audio the final should cover
+    final_audio: Samples | None = None  # that audio, kept: its request may wait for the prompt
     final_request: TranscribeRequest | None = None
     final_answer: Transcription | None = None
     final_failed: str | None = None
@@ -291,7 +292,7 @@ class Session:
                 events += self._start_utterance(segment_event.start_samples)
             elif isinstance(segment_event, SpeechPaused):
                 if self._current is not None:
-                    self._current.wanted_final_end = segment_event.end_samples
+                    self._want_final(self._current, segment_event.end_samples)
                     events += self._issue_final_requests()
             elif isinstance(segment_event, SpeechResumed):
                 events += self._cancel_speculative_final()
@@ -317,6 +318,7 @@ class Session:
         if utterance is None:
             return []
         utterance.wanted_final_end = None
+        utterance.final_audio = None
         utterance.final_answer = None
         request, utterance.final_request = utterance.final_request, None
         return [RequestCancelled(request.request_id)] if request is not None else []
@@ -337,9 +339,16 @@ class Session:
             events.append(RequestCancelled(request.request_id))
             utterance.final_request = None
             utterance.final_answer = None
-        utterance.wanted_final_end = end_samples
+        self._want_final(utterance, end_samples)
         events += self._issue_final_requests()
         return events + self._emit_ready_finals()
+
+    def _want_final(self, utterance: _Utterance, end_samples: int) -> None:
+        """Mark the audio the final should cover, and keep a copy: the buffer moves on while
+        the request waits for the previous final (whose text its prompt carries)."""
+        if utterance.wanted_final_end != end_samples or utterance.final_audio is None:
+            utterance.final_audio = self._audio.slice(utterance.start_samples, end_samples)
+        utterance.wanted_final_end = end_samples
 
     def _issue_final_requests(self) -> list[Event]:
         """Request the final of the first unfinished utterance if it wants one and has none."""
@@ -355,9 +364,14 @@ class Session:
                         else (utterance.agreement.stable_text)
                     )
                     request = self._request(
-                        utterance, RequestKind.FINAL, utterance.wanted_final_end, prefix
+                        utterance,
+                        RequestKind.FINAL,
+                        utterance.wanted_final_end,
+                        prefix,
+                        audio=utterance.final_audio,
                     )
                     utterance.final_request = request
+                    utterance.final_audio = None
                     return [request]
                 return []
         return []
@@ -400,14 +414,20 @@ class Session:
         return int(milliseconds * STREAM_RATE_HZ // 1000)
 
     def _request(
-        self, utterance: _Utterance, kind: RequestKind, end: int, prefix: str = ""
+        self,
+        utterance: _Utterance,
+        kind: RequestKind,
+        end: int,
+        prefix: str = "",
+        *,
+        audio: Samples | None = None,
     ) -> TranscribeRequest:
         return TranscribeRequest(
             request_id=next(self._request_ids),
             session_id=self.session_id,
             utterance_id=utterance.utterance_id,
             kind=kind,
-            audio=self._audio.slice(utterance.start_samples, end),
+            audio=audio if audio is not None else self._audio.slice(utterance.start_samples, end),
             options=DecodeOptions(
                 language=self.options.language, prompt=self.prompt.prompt(), prefix=prefix
             ),

@@ -133,3 +133,29 @@ def test_missing_model_message_names_the_extra(tmp_path):
     require(True, "")
     with pytest.raises(ModelNotFound, match="holds no CTranslate2 model"):
         resolve_model(str(tmp_path))
+
+
+def test_forced_cuts_in_long_speech_neither_drop_nor_repeat_words(tiny_server):
+    """A 27 s monologue cut every few seconds transcribes about as well as with natural cuts."""
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    pcm = decode_file(shared_file("en_mfa_acoustic_corpus.wav"))
+    reference = references()["en_mfa_acoustic_corpus.wav"]
+    natural = run(stream_pcm(tiny_server.ws_url, pcm, speed=None, options={"language": "en"}))
+    cut = run(
+        stream_pcm(
+            tiny_server.ws_url,
+            pcm,
+            speed=None,
+            options={"language": "en", "max_utterance_duration_ms": 4000},
+        )
+    )
+    assert any(final["reason"] == "max_duration" for final in cut.finals)
+    for before, after in zip(cut.finals, cut.finals[1:], strict=False):
+        assert before["end_ms"] <= after["start_ms"]
+    # Words at cuts are neither lost nor transcribed twice: as many words, as accurate.
+    cut_words = len(normalize(cut.text).split())
+    natural_words = len(normalize(natural.text).split())
+    assert abs(cut_words - natural_words) <= max(3, natural_words // 10)
+    assert wer([reference], [cut.text]) <= wer([reference], [natural.text]) + 0.1

@@ -100,6 +100,9 @@ def test_finals_come_out_in_order_even_when_answers_do_not():
     for request in reversed(driver.held):
         driver.reply(request)
     assert [f.utterance_id for f in driver.of_type(FinalText)] == [1, 2]
+    # The second final was requested long after its audio left the buffer: it kept a copy.
+    for final in [r for r in driver.of_type(TranscribeRequest) if r.kind is RequestKind.FINAL]:
+        assert len(final.audio) == final.end_samples - final.start_samples > 0
     assert isinstance(driver.events[-1], SessionDrained)
 
 
