@@ -7,12 +7,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
 
 from server import protocol
 from server.backends import make_transcriber
 from server.backends.base import Transcriber
+from server.errors import ApiError
+from server.openai_api import build_router
 from server.scheduler import InferenceScheduler
 from server.settings import ServerSettings
 from server.stream_endpoint import StreamConnection
@@ -45,6 +47,11 @@ def create_app(settings: ServerSettings, transcriber: Transcriber | None = None)
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.include_router(build_router(settings, lambda: backend.multilingual))
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status_code)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

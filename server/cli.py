@@ -23,6 +23,7 @@ _FLAGS = {
     "beam_size": "beam size for finals (partials use 1)",
     "default_vad": "VAD for sessions that do not choose: webrtc or silero",
     "cache_dir": "where joined model files are kept",
+    "max_upload_bytes": "largest REST upload in bytes (default 25 MB)",
     "log_level": "debug, info, warning or error",
     "config_file": "TOML file with any of these settings",
 }

@@ -6,7 +6,8 @@
     ├── PeerError                the peer sent something we cannot accept (has a wire ``code``)
     │   ├── InvalidMessage       malformed JSON, unknown message type, bad fields
     │   ├── InvalidAudio         audio bytes that do not match the declared format
-    │   └── SessionClosing       input after the client asked to close
+    │   ├── SessionClosing       input after the client asked to close
+    │   └── ApiError             a REST request refused, with its HTTP status (OpenAI's shape)
     └── BackendError             the speech model failed on a request (mapped at the backend)
 
 ``vad.errors`` are mapped onto ``InvalidAudio`` at the session boundary.
@@ -56,3 +57,33 @@ class SessionClosing(PeerError):
 
 class BackendError(StreamScribeError):
     """The speech model could not transcribe a request."""
+
+
+class ApiError(PeerError):
+    """A REST request refused in the shape of OpenAI's errors:
+    ``{"error": {"message", "type", "param", "code"}}`` with ``status_code``."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        error_type: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message, code=code or error_type)
+        self.status_code = status_code
+        self.param = param
+        self.error_type = error_type
+        self.api_code = code
+
+    def body(self) -> dict[str, object]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.api_code,
+            }
+        }

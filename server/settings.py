@@ -37,6 +37,9 @@ class ServerSettings(BaseSettings):
         default=1000, ge=1, description="events queued for a client that is not reading"
     )
     send_timeout_s: float = Field(default=10.0, gt=0)
+    max_upload_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=1024, description="largest REST upload (OpenAI: 25 MB)"
+    )
     fake_script: list[str] = Field(default_factory=list)
     log_level: str = "info"
     config_file: Path | None = Field(default=None, exclude=True)

@@ -30,6 +30,7 @@ class DecodeOptions:
     prefix: str = ""
     task: str = "transcribe"
     temperature: float = 0.0
+    timestamps: bool = False  # segment start and end times (subtitles, verbose_json)
     word_timestamps: bool = False
 
 
@@ -70,6 +71,7 @@ class Segment:
     no_speech_prob: float = 0.0
     compression_ratio: float = 1.0
     temperature: float = 0.0
+    seek: int = 0
     tokens: tuple[int, ...] = ()
     words: tuple[Word, ...] = ()
 

@@ -103,7 +103,7 @@ class FasterWhisperTranscriber:
                 prefix=options.prefix or None,
                 condition_on_previous_text=False,
                 temperature=temperature,
-                without_timestamps=not (final and options.word_timestamps),
+                without_timestamps=not (options.timestamps or options.word_timestamps),
                 word_timestamps=options.word_timestamps,
                 vad_filter=False,
             )
@@ -146,6 +146,7 @@ def _segment(segment: Any) -> Segment:
         no_speech_prob=float(segment.no_speech_prob),
         compression_ratio=float(segment.compression_ratio),
         temperature=float(segment.temperature or 0.0),
+        seek=int(segment.seek),
         tokens=tuple(segment.tokens),
         words=words,
     )

@@ -1,0 +1,260 @@
+"""OpenAI's audio API, served from the local model: ``POST /v1/audio/transcriptions``,
+``POST /v1/audio/translations``, ``GET /v1/models`` and ``GET /v1/models/{id}``.
+
+Requests are parsed by hand rather than by FastAPI's validation so that every refusal has
+OpenAI's error shape and status (a 422 would break clients written for OpenAI). Uploads are
+decoded in a worker thread; transcription goes through the shared scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.datastructures import UploadFile
+
+from server import formats
+from server.errors import ApiError, BackendError
+from server.scheduler import InferenceScheduler
+from server.settings import ServerSettings
+from server.transcription import DecodeOptions, RequestKind, TranscribeRequest, Transcription
+from streamscribe.audio_files import AudioDecodeError, decode_pcm16
+
+OPENAI_MODEL_NAMES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+MIN_AUDIO_S = 0.1
+SAMPLE_RATE_HZ = 16_000
+_request_ids = itertools.count(1_000_000_000)
+
+_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["file", "model"],
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "model": {"type": "string"},
+        "language": {"type": "string"},
+        "prompt": {"type": "string"},
+        "response_format": {"type": "string", "enum": list(formats.RESPONSE_FORMATS)},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "timestamp_granularities[]": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["segment", "word"]},
+        },
+    },
+}
+_OPENAPI_BODY = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _FORM_SCHEMA}}}
+}
+
+
+def served_model_ids(settings: ServerSettings) -> list[str]:
+    return [*OPENAI_MODEL_NAMES, settings.model]
+
+
+def build_router(settings: ServerSettings, multilingual: Any) -> APIRouter:
+    """``multilingual()`` says whether the loaded model can detect languages and translate."""
+    router = APIRouter(tags=["openai"])
+
+    @router.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model(name) for name in served_model_ids(settings)]}
+
+    @router.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        if model_id not in served_model_ids(settings):
+            raise _unknown_model(model_id)
+        return _model(model_id)
+
+    @router.post("/v1/audio/transcriptions", openapi_extra=_OPENAPI_BODY)
+    async def transcriptions(request: Request) -> Response:
+        return await _handle(request, settings, "transcribe", multilingual)
+
+    @router.post("/v1/audio/translations", openapi_extra=_OPENAPI_BODY)
+    async def translations(request: Request) -> Response:
+        return await _handle(request, settings, "translate", multilingual)
+
+    return router
+
+
+def _model(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "streamscribe"}
+
+
+def _unknown_model(model_id: str) -> ApiError:
+    return ApiError(
+        404,
+        f"The model `{model_id}` does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+async def _handle(
+    request: Request, settings: ServerSettings, task: str, multilingual: Any
+) -> Response:
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
+        raise _too_large(limit)
+    form = await request.form(max_files=1, max_fields=50)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "you must provide a file", param="file")
+        if upload.size is not None and upload.size > limit:
+            raise _too_large(limit)
+        model = _text(form, "model")
+        if not model:
+            raise ApiError(400, "you must provide a model parameter", param="model")
+        if model not in served_model_ids(settings):
+            raise _unknown_model(model)
+        response_format = _text(form, "response_format") or "json"
+        if response_format not in formats.RESPONSE_FORMATS:
+            raise ApiError(
+                400,
+                f"Invalid response_format {response_format!r}; expected one of "
+                + ", ".join(formats.RESPONSE_FORMATS),
+                param="response_format",
+            )
+        options, granularities = _decode_options(form, task, response_format)
+        if task == "translate" and not multilingual():
+            raise ApiError(
+                400,
+                f"model {settings.model!r} is English-only and cannot translate; "
+                "serve a multilingual model (base, small) to use /v1/audio/translations",
+                param="model",
+            )
+        samples = await asyncio.to_thread(_decode_upload, upload)
+    finally:
+        await form.close()
+    duration_s = len(samples) / SAMPLE_RATE_HZ
+    if duration_s < MIN_AUDIO_S:
+        raise ApiError(
+            400,
+            f"Audio file is too short. Minimum audio length is {MIN_AUDIO_S} seconds.",
+            param="file",
+            code="audio_too_short",
+        )
+    transcription = await _transcribe(request.app.state.scheduler, samples, options)
+    return _render(transcription, response_format, task, duration_s, granularities)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        f"Maximum content size limit ({limit} bytes) exceeded.",
+        param="file",
+        code="file_too_large",
+    )
+
+
+def _text(form: Any, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _decode_options(form: Any, task: str, response_format: str) -> tuple[DecodeOptions, set[str]]:
+    language = _text(form, "language").lower() or None
+    if task == "translate":
+        language = None  # translations take no language: the source is detected
+    elif language is not None and not (language.isalpha() and 2 <= len(language) <= 3):
+        raise ApiError(400, f"Invalid language {language!r}: use ISO-639-1", param="language")
+    temperature_text = _text(form, "temperature") or "0"
+    try:
+        temperature = float(temperature_text)
+    except ValueError:
+        raise ApiError(400, "temperature must be a number", param="temperature") from None
+    if not 0.0 <= temperature <= 1.0:
+        raise ApiError(400, "temperature must be between 0 and 1", param="temperature")
+    granularities = {
+        value
+        for key in ("timestamp_granularities[]", "timestamp_granularities")
+        for value in form.getlist(key)
+        if isinstance(value, str)
+    }
+    unknown = granularities - {"segment", "word"}
+    if unknown:
+        raise ApiError(
+            400,
+            f"Invalid timestamp_granularities {sorted(unknown)}; expected segment or word",
+            param="timestamp_granularities",
+        )
+    if granularities and response_format != "verbose_json":
+        raise ApiError(
+            400,
+            "timestamp_granularities requires response_format=verbose_json",
+            param="timestamp_granularities",
+        )
+    options = DecodeOptions(
+        language=language,
+        prompt=_text(form, "prompt"),
+        task=task,
+        temperature=temperature,
+        timestamps=response_format in ("srt", "vtt", "verbose_json"),
+        word_timestamps="word" in granularities,
+    )
+    return options, granularities
+
+
+def _decode_upload(upload: UploadFile) -> np.ndarray:
+    upload.file.seek(0)
+    try:
+        pcm = decode_pcm16(upload.file, SAMPLE_RATE_HZ)
+    except AudioDecodeError:
+        raise ApiError(
+            400,
+            "Audio file might be corrupted or unsupported",
+            param="file",
+            code="invalid_value",
+        ) from None
+    return pcm.astype(np.float32) / 32768.0
+
+
+async def _transcribe(
+    scheduler: InferenceScheduler, samples: np.ndarray, options: DecodeOptions
+) -> Transcription:
+    if not scheduler.ready.is_set():
+        raise ApiError(503, "the model is still loading; retry shortly", error_type="server_error")
+    request = TranscribeRequest(
+        request_id=next(_request_ids),
+        session_id="rest_" + uuid.uuid4().hex[:12],
+        utterance_id=0,
+        kind=RequestKind.FINAL,
+        audio=samples,
+        options=options,
+        start_samples=0,
+        end_samples=len(samples),
+    )
+    try:
+        return await scheduler.submit(request)
+    except BackendError as exc:
+        raise ApiError(500, f"transcription failed: {exc}", error_type="server_error") from exc
+
+
+def _render(
+    transcription: Transcription,
+    response_format: str,
+    task: str,
+    duration_s: float,
+    granularities: set[str],
+) -> Response:
+    if response_format == "json":
+        return JSONResponse(formats.as_json(transcription, duration_s))
+    if response_format == "text":
+        return PlainTextResponse(formats.as_text(transcription))
+    if response_format == "srt":
+        return PlainTextResponse(formats.as_srt(transcription))
+    if response_format == "vtt":
+        return PlainTextResponse(formats.as_vtt(transcription), media_type="text/vtt")
+    body = formats.as_verbose_json(
+        transcription,
+        task=task,
+        duration_s=duration_s,
+        words="word" in granularities,
+        segments=not granularities or "segment" in granularities,
+    )
+    return JSONResponse(body)
