@@ -179,3 +179,28 @@ def test_openapi_document_lists_the_endpoints(server):
     assert "/v1/audio/transcriptions" in paths and "/v1/audio/translations" in paths
     body = paths["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]
     assert "file" in body["multipart/form-data"]["schema"]["properties"]
+
+
+def test_webm_opus_made_with_pyav_decodes(client, tmp_path):
+    import av
+    import numpy as np
+
+    from streamscribe.audio_files import decode_pcm16
+
+    pcm = decode_pcm16(shared_file("en_jfk.flac"), 48000)
+    path = tmp_path / "jfk.webm"
+    with av.open(str(path), "w", format="webm") as container:
+        stream = container.add_stream("libopus", rate=48000)
+        stream.layout = "mono"
+        frame_samples = 960
+        for start in range(0, len(pcm) - frame_samples, frame_samples):
+            frame = av.AudioFrame.from_ndarray(
+                pcm[np.newaxis, start : start + frame_samples], format="s16", layout="mono"
+            )
+            frame.sample_rate = 48000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    result = client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
+    assert "country" in result.text.lower()

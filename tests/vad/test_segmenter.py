@@ -111,3 +111,27 @@ def test_webrtc_detector_calls_digital_silence_silence():
 def test_unknown_detector_is_refused():
     with pytest.raises(ValueError, match="unknown VAD 'nope'"):
         make_detector("nope")
+
+
+def test_silero_and_webrtc_find_the_speech_in_a_real_recording():
+    from tests.support import require, shared_file
+
+    try:
+        detector = make_detector("silero")
+    except Exception as exc:  # faster-whisper's assets or onnxruntime missing
+        require(False, f"silero unavailable: {exc}")
+    from streamscribe.audio_files import decode_pcm16
+
+    audio = decode_pcm16(shared_file("en_jfk.flac")).astype(np.float32) / 32768
+    for segmenter_detector in (detector, make_detector("webrtc")):
+        segmenter = Segmenter(segmenter_detector, SegmenterOptions())
+        assembler = FrameAssembler(segmenter.frame_samples)
+        events = []
+        for frame in assembler.push(np.concatenate([audio, silence(1000)])):
+            events += segmenter.receive_frame(frame)
+        started = [e for e in events if isinstance(e, SpeechStarted)]
+        ended = [e for e in events if isinstance(e, SpeechEnded)]
+        assert 1 <= len(started) == len(ended) <= 6
+        # JFK speaks from about 0.3 s to 10.6 s: the utterances cover that span.
+        assert started[0].start_samples < 1.0 * 16000
+        assert ended[-1].end_samples > 10.0 * 16000
