@@ -9,20 +9,29 @@ decoded in a worker thread; transcription goes through the shared scheduler.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from server import formats
 from server.errors import ApiError, BackendError
 from server.scheduler import InferenceScheduler
 from server.settings import ServerSettings
-from server.transcription import DecodeOptions, RequestKind, TranscribeRequest, Transcription
+from server.transcription import (
+    DecodeOptions,
+    RequestKind,
+    Segment,
+    TranscribeRequest,
+    Transcription,
+)
 from streamscribe.audio_files import AudioDecodeError, decode_pcm16
 
 OPENAI_MODEL_NAMES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
@@ -40,6 +49,7 @@ _FORM_SCHEMA = {
         "prompt": {"type": "string"},
         "response_format": {"type": "string", "enum": list(formats.RESPONSE_FORMATS)},
         "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "stream": {"type": "boolean"},
         "timestamp_granularities[]": {
             "type": "array",
             "items": {"type": "string", "enum": ["segment", "word"]},
@@ -121,6 +131,15 @@ async def _handle(
                 param="response_format",
             )
         options, granularities = _decode_options(form, task, response_format)
+        stream = _flag(form, "stream")
+        if stream:  # timestamped decoding yields sentence-sized segments: finer deltas
+            options = dataclasses.replace(options, timestamps=True)
+        if stream and response_format not in ("json", "text"):
+            raise ApiError(
+                400,
+                "stream=true supports response_format json or text",
+                param="response_format",
+            )
         if task == "translate" and not multilingual():
             raise ApiError(
                 400,
@@ -139,7 +158,15 @@ async def _handle(
             param="file",
             code="audio_too_short",
         )
-    transcription = await _transcribe(request.app.state.scheduler, samples, options)
+    scheduler = request.app.state.scheduler
+    job = _ready_request(scheduler, samples, options)
+    if stream:
+        return StreamingResponse(
+            _stream_events(scheduler, job, duration_s),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
+    transcription = await _transcribe(scheduler, job)
     return _render(transcription, response_format, task, duration_s, granularities)
 
 
@@ -150,6 +177,15 @@ def _too_large(limit: int) -> ApiError:
         param="file",
         code="file_too_large",
     )
+
+
+def _flag(form: Any, name: str) -> bool:
+    value = _text(form, name).lower()
+    if value in ("", "false", "0"):
+        return False
+    if value in ("true", "1"):
+        return True
+    raise ApiError(400, f"{name} must be true or false", param=name)
 
 
 def _text(form: Any, name: str) -> str:
@@ -214,12 +250,12 @@ def _decode_upload(upload: UploadFile) -> np.ndarray:
     return pcm.astype(np.float32) / 32768.0
 
 
-async def _transcribe(
+def _ready_request(
     scheduler: InferenceScheduler, samples: np.ndarray, options: DecodeOptions
-) -> Transcription:
+) -> TranscribeRequest:
     if not scheduler.ready.is_set():
         raise ApiError(503, "the model is still loading; retry shortly", error_type="server_error")
-    request = TranscribeRequest(
+    return TranscribeRequest(
         request_id=next(_request_ids),
         session_id="rest_" + uuid.uuid4().hex[:12],
         utterance_id=0,
@@ -229,10 +265,54 @@ async def _transcribe(
         start_samples=0,
         end_samples=len(samples),
     )
+
+
+async def _transcribe(scheduler: InferenceScheduler, job: TranscribeRequest) -> Transcription:
     try:
-        return await scheduler.submit(request)
+        return await scheduler.submit(job)
     except BackendError as exc:
         raise ApiError(500, f"transcription failed: {exc}", error_type="server_error") from exc
+
+
+async def _stream_events(
+    scheduler: InferenceScheduler, job: TranscribeRequest, duration_s: float
+) -> AsyncIterator[str]:
+    """OpenAI's transcription stream: a ``transcript.text.delta`` per decoded segment, sent
+    while later windows are still decoding, then ``transcript.text.done``."""
+    loop = asyncio.get_running_loop()
+    decoded: asyncio.Queue[Segment] = asyncio.Queue()
+    future = scheduler.submit(
+        job,
+        on_segment=lambda segment: loop.call_soon_threadsafe(decoded.put_nowait, segment),
+    )
+    sent_any = False
+    while not (future.done() and decoded.empty()):
+        if decoded.empty():
+            getter = asyncio.ensure_future(decoded.get())
+            await asyncio.wait({getter, future}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                continue
+            segment = getter.result()
+        else:
+            segment = decoded.get_nowait()
+        delta = segment.text if sent_any else segment.text.lstrip()
+        if delta:
+            sent_any = True
+            yield _sse({"type": "transcript.text.delta", "delta": delta})
+    try:
+        transcription = future.result()
+    except BackendError as exc:
+        error = ApiError(500, f"transcription failed: {exc}", error_type="server_error")
+        yield _sse({"type": "error", **error.body()})
+        return
+    done = {"type": "transcript.text.done", "text": transcription.text}
+    done["usage"] = formats.usage(duration_s)
+    yield _sse(done)
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
 
 
 def _render(

@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from server.backends.base import Transcriber
+from server.backends.base import SegmentCallback, Transcriber
 from server.errors import BackendError
 from server.transcription import RequestKind, TranscribeRequest, Transcription
 
@@ -30,6 +30,7 @@ log = logging.getLogger("streamscribe.scheduler")
 class _Job:
     request: TranscribeRequest
     future: asyncio.Future[Transcription]
+    on_segment: SegmentCallback | None = None
     enqueued_at: float = field(default_factory=time.monotonic)
 
 
@@ -88,9 +89,14 @@ class InferenceScheduler:
     def queued(self) -> int:
         return len(self._finals) + len(self._partials)
 
-    def submit(self, request: TranscribeRequest) -> asyncio.Future[Transcription]:
-        """Queue a request; the future resolves with the answer or a ``BackendError``."""
-        job = _Job(request, asyncio.get_running_loop().create_future())
+    def submit(
+        self, request: TranscribeRequest, *, on_segment: SegmentCallback | None = None
+    ) -> asyncio.Future[Transcription]:
+        """Queue a request; the future resolves with the answer or a ``BackendError``.
+
+        ``on_segment`` is called from the worker thread with each segment as it is decoded.
+        """
+        job = _Job(request, asyncio.get_running_loop().create_future(), on_segment)
         if request.kind is RequestKind.FINAL:
             self._finals.append(job)
         else:
@@ -156,6 +162,7 @@ class InferenceScheduler:
                 request.audio,
                 request.options,
                 final=request.kind is RequestKind.FINAL,
+                **({"on_segment": job.on_segment} if job.on_segment else {}),
             )
             try:
                 answer = await loop.run_in_executor(self._executor, call)

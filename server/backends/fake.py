@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from server.transcription import DecodeOptions, Samples, Segment, Transcription
 
@@ -40,7 +40,12 @@ class ScriptedTranscriber:
         """Nothing to load."""
 
     def transcribe(
-        self, audio: Samples, options: DecodeOptions, *, final: bool = True
+        self,
+        audio: Samples,
+        options: DecodeOptions,
+        *,
+        final: bool = True,
+        on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcription:
         started = time.perf_counter()
         duration_s = len(audio) / SAMPLE_RATE_HZ
@@ -58,8 +63,12 @@ class ScriptedTranscriber:
                 text = " ".join(words[: int(duration_s * self.words_per_second)])
         else:
             text = f"speech of {duration_s:.1f} seconds"
+        segments = (Segment(text=" " + text, end_s=duration_s),) if text else ()
+        for segment in segments:
+            if on_segment is not None:
+                on_segment(segment)
         return Transcription(
-            segments=(Segment(text=" " + text, end_s=duration_s),) if text else (),
+            segments=segments,
             language=options.language or self.language,
             language_probability=1.0,
             duration_s=duration_s,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,12 @@ class FasterWhisperTranscriber:
         self.transcribe(warmup, DecodeOptions(language="en"), final=True)
 
     def transcribe(
-        self, audio: Samples, options: DecodeOptions, *, final: bool = True
+        self,
+        audio: Samples,
+        options: DecodeOptions,
+        *,
+        final: bool = True,
+        on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcription:
         if self._model is None:
             raise BackendError("the model is not loaded yet")
@@ -107,7 +113,12 @@ class FasterWhisperTranscriber:
                 word_timestamps=options.word_timestamps,
                 vad_filter=False,
             )
-            decoded = tuple(_segment(segment) for segment in segments)
+            decoded_segments = []
+            for raw in segments:  # a generator: each window is decoded as it is iterated
+                decoded_segments.append(_segment(raw))
+                if on_segment is not None:
+                    on_segment(decoded_segments[-1])
+            decoded = tuple(decoded_segments)
         except (RuntimeError, ValueError, IndexError) as exc:
             raise BackendError(f"faster-whisper failed: {exc}") from exc
         return Transcription(

@@ -204,3 +204,49 @@ def test_webm_opus_made_with_pyav_decodes(client, tmp_path):
             container.mux(packet)
     result = client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
     assert "country" in result.text.lower()
+
+
+def test_stream_sends_deltas_while_decoding_then_done(client):
+    events = list(
+        client.audio.transcriptions.create(
+            model="gpt-4o-mini-transcribe",
+            file=shared_file("en_librivox_sonnet001.mp3").open("rb"),
+            stream=True,
+        )
+    )
+    deltas = [event for event in events if event.type == "transcript.text.delta"]
+    done = events[-1]
+    assert done.type == "transcript.text.done"
+    assert len(deltas) >= 3  # 53 s: several segments over two 30 s windows
+    assert "".join(delta.delta for delta in deltas).strip() == done.text
+    assert "fairest creatures" in done.text.lower()
+
+
+def test_stream_deltas_arrive_before_the_whole_file_is_decoded(server):
+    import time
+
+    with (
+        shared_file("en_librivox_sonnet001.mp3").open("rb") as audio,
+        httpx.stream(
+            "POST",
+            server.http_url + "/v1/audio/transcriptions",
+            files={"file": ("sonnet.mp3", audio)},
+            data={"model": "whisper-1", "stream": "true"},
+            timeout=TIMEOUT_S * 4,
+        ) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        arrivals = []
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                arrivals.append((time.monotonic(), line))
+    first_delta = next(t for t, line in arrivals if "transcript.text.delta" in line)
+    done_at = next(t for t, line in arrivals if "transcript.text.done" in line)
+    assert done_at - first_delta > 0.1  # the second window was still decoding
+
+
+def test_stream_with_subtitle_formats_is_refused(client):
+    with pytest.raises(openai.BadRequestError, match="stream"):
+        client.audio.transcriptions.create(
+            model="whisper-1", file=jfk(), stream=True, response_format="srt"
+        )
