@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
 
-from server import protocol
 from server.backends import make_transcriber
 from server.backends.base import Transcriber
 from server.errors import ApiError
@@ -77,5 +76,4 @@ def create_app(settings: ServerSettings, transcriber: Transcriber | None = None)
         )
         await connection.run()
 
-    app.state.protocol_version = protocol.PROTOCOL_VERSION
     return app

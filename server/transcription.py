@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -87,7 +87,6 @@ class Transcription:
     backend: str = ""
     inference_ms: float = 0.0
     queue_ms: float = 0.0  # how long the request waited for a worker
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def text(self) -> str:

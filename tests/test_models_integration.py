@@ -12,7 +12,7 @@ from client.sources import decode_file
 from client.stream import stream_pcm
 from server.app import create_app
 from server.settings import ServerSettings
-from tests.support import ROOT, manifest, require, require_model, run, running_server, shared_file
+from tests.support import ROOT, manifest, require_model, run, running_server, shared_file
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -124,15 +124,6 @@ def test_stream_cli_prints_finals_and_json_lines(tiny_server):
 
     events = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert events[0]["type"] == "session.created" and events[-1]["type"] == "session.closed"
-
-
-def test_missing_model_message_names_the_extra(tmp_path):
-    from server.backends.models import resolve_model
-    from server.errors import ModelNotFound
-
-    require(True, "")
-    with pytest.raises(ModelNotFound, match="holds no CTranslate2 model"):
-        resolve_model(str(tmp_path))
 
 
 def test_forced_cuts_in_long_speech_neither_drop_nor_repeat_words(tiny_server):
