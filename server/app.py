@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
 
 from server.backends import make_transcriber
-from server.backends.base import Transcriber
+from server.backends.base import AnyTranscriber
 from server.errors import ApiError
 from server.openai_api import build_router
 from server.scheduler import InferenceScheduler
@@ -21,10 +21,10 @@ from server.stream_endpoint import StreamConnection
 log = logging.getLogger("streamscribe")
 
 
-def create_app(settings: ServerSettings, transcriber: Transcriber | None = None) -> FastAPI:
+def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = None) -> FastAPI:
     """Build the app. ``transcriber`` overrides the backend named in ``settings`` (tests)."""
     backend = transcriber if transcriber is not None else make_transcriber(settings)
-    served_models = (settings.model,)
+    served_models = (settings.served_model,)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,12 +62,23 @@ def create_app(settings: ServerSettings, transcriber: Transcriber | None = None)
         """The model is loaded and warmed up."""
         scheduler: InferenceScheduler = app.state.scheduler
         if scheduler.ready.is_set():
-            return JSONResponse({"status": "ready", "model": settings.model})
+            return JSONResponse({"status": "ready", "model": settings.served_model})
         if scheduler.load_error is not None:
             return JSONResponse(
                 {"status": "failed", "error": str(scheduler.load_error)}, status_code=503
             )
-        return JSONResponse({"status": "loading", "model": settings.model}, status_code=503)
+        return JSONResponse({"status": "loading", "model": settings.served_model}, status_code=503)
+
+    @app.get("/stats", tags=["health"])
+    async def stats() -> dict[str, object]:
+        """Requests served, failed and failed over, and usage per backend since start."""
+        scheduler: InferenceScheduler = app.state.scheduler
+        body = scheduler.stats.as_dict()
+        body["queued"] = scheduler.queued
+        breaker = getattr(getattr(backend, "remote", None), "breaker", None)
+        if breaker is not None:
+            body["remote_circuit"] = breaker.state.value
+        return body
 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:

@@ -14,7 +14,7 @@ from server.errors import StreamScribeError
 _FLAGS = {
     "host": "address to listen on (default 127.0.0.1)",
     "port": "port to listen on; 0 picks a free one (default 8000)",
-    "backend": "speech backend: local (faster-whisper) or fake (no model)",
+    "backend": "speech backend: local (faster-whisper), remote (OpenAI-compatible API) or fake",
     "model": "tiny.en, base or small (bundled), a CTranslate2 directory, or a hub id",
     "device": "auto, cpu or cuda",
     "compute_type": "auto, int8, int8_float16, float16, float32, ...",
@@ -24,6 +24,15 @@ _FLAGS = {
     "default_vad": "VAD for sessions that do not choose: webrtc or silero",
     "cache_dir": "where joined model files are kept",
     "max_upload_bytes": "largest REST upload in bytes (default 25 MB)",
+    "remote_url": "remote backend's base URL, e.g. https://api.openai.com/v1 (key from "
+    "STREAMSCRIBE_REMOTE_API_KEY or OPENAI_API_KEY)",
+    "remote_model": "remote model: gpt-4o-transcribe, gpt-4o-mini-transcribe, whisper-1, ...",
+    "remote_timeout_s": "seconds one remote attempt may take",
+    "remote_deadline_s": "seconds a final's remote attempts may take in all",
+    "remote_max_concurrent": "remote requests at once",
+    "remote_max_retries": "retries of a final after the first attempt",
+    "remote_fallback": "none, or local: answer from --model when the remote fails",
+    "remote_stream_partials": "auto, on or off: partials as streamed deltas from the remote",
     "log_level": "debug, info, warning or error",
     "config_file": "TOML file with any of these settings",
 }
@@ -51,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # faster-whisper logs every call at INFO; one line per partial drowns everything else.
+    # faster-whisper and httpx log every call at INFO; one line per partial drowns the rest.
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return serve(settings)
     except StreamScribeError as exc:
@@ -66,9 +76,11 @@ def serve(settings: Any) -> int:
     from server.app import create_app
     from server.backends.models import resolve_model
 
-    if settings.backend == "local":
+    if settings.has_local_model:
         # Fail fast with the extra to install, before the server starts listening.
         resolve_model(settings.model, settings.cache_dir)
+    if settings.backend == "remote":
+        check_remote(settings)
     app = create_app(settings)
     uvicorn.run(
         app,
@@ -78,3 +90,21 @@ def serve(settings: Any) -> int:
         ws="websockets-sansio",
     )
     return 0
+
+
+def check_remote(settings: Any) -> None:
+    """A refused key or an unknown remote model stops the server before it listens."""
+    import asyncio
+
+    from server.backends import make_remote_transcriber
+
+    async def check() -> None:
+        backend = make_remote_transcriber(settings, local=None)
+        remote = backend.remote  # type: ignore[union-attr]
+        await remote.start()
+        try:
+            await remote.check()
+        finally:
+            await remote.close()
+
+    asyncio.run(check())

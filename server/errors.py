@@ -9,6 +9,8 @@
     │   ├── SessionClosing       input after the client asked to close
     │   └── ApiError             a REST request refused, with its HTTP status (OpenAI's shape)
     └── BackendError             the speech model failed on a request (mapped at the backend)
+        └── RemoteError          a remote API call failed (``retryable`` says if trying again
+                                 may help; ``trips`` that the remote is unusable as configured)
 
 ``vad.errors`` are mapped onto ``InvalidAudio`` at the session boundary.
 """
@@ -57,6 +59,25 @@ class SessionClosing(PeerError):
 
 class BackendError(StreamScribeError):
     """The speech model could not transcribe a request."""
+
+
+class RemoteError(BackendError):
+    """A call to a remote OpenAI-compatible API failed. Messages never contain the API key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = True,
+        trips: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.trips = trips
+        self.retry_after_s = retry_after_s
 
 
 class ApiError(PeerError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.transcription import TranscribeRequest
+from server.transcription import TranscribeRequest, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,9 @@ class FinalText:
     backend: str
     inference_ms: float
     dropped: str | None = None  # why model output was discarded as a likely hallucination
+    usage: Usage | None = None
+    failover_reason: str | None = None  # why the primary backend did not answer
+    retried: bool = False  # answered after the client asked to retry a failed utterance
 
 
 @dataclass(frozen=True, slots=True)

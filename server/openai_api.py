@@ -62,7 +62,7 @@ _OPENAPI_BODY = {
 
 
 def served_model_ids(settings: ServerSettings) -> list[str]:
-    return [*OPENAI_MODEL_NAMES, settings.model]
+    return list(dict.fromkeys([*OPENAI_MODEL_NAMES, settings.served_model]))
 
 
 def build_router(settings: ServerSettings, multilingual: Any) -> APIRouter:

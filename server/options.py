@@ -35,6 +35,10 @@ class SessionOptions(BaseModel):
     min_speech_duration_ms: int = Field(default=250, ge=0, le=5000)
     max_utterance_duration_ms: int = Field(default=15_000, ge=2000, le=28_000)
     partials: bool = True
+    partial_backend: Literal["auto", "remote", "local"] = Field(
+        default="auto",
+        description="with the remote backend: partials from the remote or the local model",
+    )
     partial_interval_ms: int = Field(default=500, ge=100, le=10_000)
     prompt_reset_silence_ms: int = Field(default=30_000, ge=0)
 

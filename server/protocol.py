@@ -41,7 +41,12 @@ class Close:
     pass
 
 
-ClientMessage = SessionUpdate | Commit | Close
+@dataclass(frozen=True, slots=True)
+class Retry:
+    utterance_id: int
+
+
+ClientMessage = SessionUpdate | Commit | Close | Retry
 
 
 def parse_client_message(text: str) -> ClientMessage:
@@ -70,9 +75,14 @@ def parse_client_message(text: str) -> ClientMessage:
         return Commit()
     if kind == "session.close":
         return Close()
+    if kind == "utterance.retry":
+        utterance_id = message.get("utterance_id")
+        if not isinstance(utterance_id, int) or isinstance(utterance_id, bool):
+            raise InvalidMessage('utterance.retry needs an integer "utterance_id"')
+        return Retry(utterance_id)
     raise InvalidMessage(
-        f"unknown message type {kind!r}; expected session.update, input_audio.commit "
-        "or session.close",
+        f"unknown message type {kind!r}; expected session.update, input_audio.commit, "
+        "utterance.retry or session.close",
         code="unknown_message_type",
     )
 
@@ -161,6 +171,12 @@ def event_message(
         prompt=event.prompt,
         inference_ms=round(event.inference_ms, 1),
     )
+    if event.usage is not None:
+        message["usage"] = event.usage.as_dict()
+    if event.failover_reason:
+        message["failover_reason"] = event.failover_reason
+    if event.retried:
+        message["retried"] = True
     if event.dropped:
         message["dropped"] = event.dropped
     return message

@@ -6,11 +6,16 @@ old one is dropped. At most one partial per utterance runs at a time (two would 
 for the same cores); partials beyond ``max_queued_partials`` drop the oldest. So under load
 partials thin out by themselves and finals never wait behind them, only behind requests the
 workers are already running.
+
+A blocking backend (the local model) runs in ``workers`` threads. An async backend (the remote
+API) is awaited on the event loop by as many worker tasks as it allows concurrent requests, so
+a slow remote call holds one slot, never a thread or another session.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -19,9 +24,9 @@ from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from server.backends.base import SegmentCallback, Transcriber
+from server.backends.base import AnyTranscriber, SegmentCallback, is_async
 from server.errors import BackendError
-from server.transcription import RequestKind, TranscribeRequest, Transcription
+from server.transcription import RequestKind, TranscribeRequest, Transcription, Usage
 
 log = logging.getLogger("streamscribe.scheduler")
 
@@ -35,19 +40,49 @@ class _Job:
 
 
 @dataclass
+class BackendUsage:
+    """What one backend was asked for: every request counts, partials included."""
+
+    requests: int = 0
+    audio_seconds: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, usage: Usage) -> None:
+        self.requests += 1
+        self.audio_seconds += usage.audio_seconds
+        self.input_tokens += usage.input_tokens or 0
+        self.output_tokens += usage.output_tokens or 0
+
+
+@dataclass
 class SchedulerStats:
     completed: int = 0
     dropped_partials: int = 0
     failed: int = 0
+    failovers: int = 0
     busy_s: float = 0.0
+    usage: dict[str, BackendUsage] = field(default_factory=dict)
+
+    def record(self, answer: Transcription, audio_seconds: float) -> None:
+        self.completed += 1
+        if answer.failover_reason is not None:
+            self.failovers += 1
+        usage = answer.usage or Usage(audio_seconds=audio_seconds)
+        self.usage.setdefault(answer.backend or "unknown", BackendUsage()).add(usage)
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
 
 
 class InferenceScheduler:
     def __init__(
-        self, transcriber: Transcriber, *, workers: int = 1, max_queued_partials: int = 64
+        self, transcriber: AnyTranscriber, *, workers: int = 1, max_queued_partials: int = 64
     ) -> None:
         self.transcriber = transcriber
-        self.workers = max(1, workers)
+        self.is_async = is_async(transcriber)
+        concurrency = getattr(transcriber, "max_concurrency", workers)
+        self.workers = max(1, concurrency if self.is_async else workers)
         self.max_queued_partials = max_queued_partials
         self.stats = SchedulerStats()
         self.ready = asyncio.Event()
@@ -56,7 +91,9 @@ class InferenceScheduler:
         self._partials: OrderedDict[tuple[str, int], _Job] = OrderedDict()
         self._running_partials: set[tuple[str, int]] = set()
         self._has_work = asyncio.Event()
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="inference")
+        self._executor = ThreadPoolExecutor(
+            1 if self.is_async else self.workers, thread_name_prefix="inference"
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, *, load: bool = True) -> None:
@@ -64,7 +101,10 @@ class InferenceScheduler:
         if load:
             loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(self._executor, self.transcriber.load)
+                if self.is_async:
+                    await self.transcriber.start()  # type: ignore[union-attr]
+                else:
+                    await loop.run_in_executor(self._executor, self.transcriber.load)  # type: ignore[union-attr]
             except Exception as exc:
                 log.error("model failed to load: %s", exc)
                 self.load_error = exc
@@ -83,7 +123,19 @@ class InferenceScheduler:
             job.future.cancel()
         self._finals.clear()
         self._partials.clear()
+        if self.is_async:
+            with contextlib.suppress(Exception):
+                await self.transcriber.close()  # type: ignore[union-attr]
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def streams_partials(self) -> bool:
+        """Whether partial answers report text through ``on_segment`` before they finish."""
+        return bool(getattr(self.transcriber, "streams_partials", False))
+
+    @property
+    def partial_backends(self) -> tuple[str, ...]:
+        return tuple(getattr(self.transcriber, "partial_backends", ("local",)))
 
     @property
     def queued(self) -> int:
@@ -165,7 +217,10 @@ class InferenceScheduler:
                 **({"on_segment": job.on_segment} if job.on_segment else {}),
             )
             try:
-                answer = await loop.run_in_executor(self._executor, call)
+                if self.is_async:
+                    answer = await call()
+                else:
+                    answer = await loop.run_in_executor(self._executor, call)
             except BackendError as exc:
                 self.stats.failed += 1
                 if not job.future.done():
@@ -176,7 +231,7 @@ class InferenceScheduler:
                 if not job.future.done():
                     job.future.set_exception(BackendError(f"internal backend error: {exc}"))
             else:
-                self.stats.completed += 1
+                self.stats.record(answer, request.duration_s)
                 if not job.future.done():
                     job.future.set_result(dataclasses.replace(answer, queue_ms=queue_ms))
             finally:

@@ -18,6 +18,10 @@ Utterance lifecycle (one row per rule):
                                   speculative one covers exactly that
     final answer                  FinalText once the utterance has ended, in utterance order;
                                   exactly one per utterance, never revised
+    final failed                  SessionError naming the utterance; its audio is kept (the last
+                                  ``MAX_RETAINED_FAILURES``) until the client retries it
+    receive_retry(utterance)      a new final request for the kept audio; its answer is that
+                                  utterance's FinalText (marked ``retried``), out of order
 
 Final requests are issued in utterance order, each after the previous final is known, because
 each one's prompt carries the previous finals' text.
@@ -32,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from server.agreement import LocalAgreement
+from server.agreement import LocalAgreement, continuation_after, words_of
 from server.errors import InvalidAudio, InvalidMessage, SessionClosing
 from server.events import (
     Event,
@@ -67,6 +71,8 @@ from vad.segmenter import (
 )
 
 DetectorFactory = Callable[[SessionOptions], SpeechDetector]
+# Utterances whose final failed keep their audio for a retry; beyond this many, the oldest go.
+MAX_RETAINED_FAILURES = 16
 
 
 def default_detector(options: SessionOptions) -> SpeechDetector:
@@ -95,6 +101,18 @@ class _Utterance:
     partial_voiced_end: int = -1  # last voiced sample the previous partial request covered
     applied_partial_id: int = -1
     last_partial: tuple[str, str] | None = None
+
+
+@dataclass(slots=True)
+class _FailedUtterance:
+    """An utterance whose final failed: what a retry needs to produce its final."""
+
+    utterance_id: int
+    start_samples: int
+    end_samples: int
+    reason: str
+    audio: Samples
+    retry_request: TranscribeRequest | None = None
 
 
 class _AudioBuffer:
@@ -151,6 +169,7 @@ class Session:
         self._utterance_ids = itertools.count(1)
         self._audio = _AudioBuffer()
         self._utterances: dict[int, _Utterance] = {}  # not yet finalized, in order
+        self._failed: dict[int, _FailedUtterance] = {}  # kept for a retry, oldest first
         self._current: _Utterance | None = None
         self._last_end_samples = 0
         self._partial_turnaround_ms = 0.0
@@ -219,6 +238,10 @@ class Session:
         self, request: TranscribeRequest, answer: Transcription
     ) -> list[Event]:
         """The model's answer to one of this session's requests."""
+        failed = self._failed.get(request.utterance_id)
+        if failed is not None and failed.retry_request is request and not self.closed:
+            del self._failed[request.utterance_id]
+            return [self._retried_final(failed, answer), *self._finish_if_drained()]
         utterance = self._utterances.get(request.utterance_id)
         if utterance is None or self.closed:
             return []
@@ -231,6 +254,10 @@ class Session:
 
     def receive_transcription_failed(self, request: TranscribeRequest, message: str) -> list[Event]:
         """The model could not answer. A failed partial is skipped; a failed final is reported."""
+        failed = self._failed.get(request.utterance_id)
+        if failed is not None and failed.retry_request is request and not self.closed:
+            failed.retry_request = None
+            return [self._failure_event(failed.utterance_id, message), *self._finish_if_drained()]
         utterance = self._utterances.get(request.utterance_id)
         if (
             utterance is None
@@ -240,6 +267,58 @@ class Session:
             return []
         utterance.final_failed = message
         return self._emit_ready_finals()
+
+    def receive_partial_progress(self, request: TranscribeRequest, text: str) -> list[Event]:
+        """Text a streaming backend has decoded so far for a partial request. It is shown at
+        once when it says more than the partial on screen, and moves no word into the stable
+        text: only complete hypotheses do that."""
+        utterance = self._utterances.get(request.utterance_id)
+        if (
+            utterance is None
+            or self.closed
+            or request.kind is not RequestKind.PARTIAL
+            or request.request_id <= utterance.applied_partial_id
+            or utterance.final_request is not None
+        ):
+            return []
+        stable = utterance.agreement.stable_text
+        tail_words = continuation_after(utterance.agreement.stable_words, words_of(text))
+        shown_tail = utterance.last_partial[1] if utterance.last_partial else ""
+        if len(tail_words) <= len(words_of(shown_tail)):
+            return []  # a new request starts from the utterance's beginning: never shrink
+        tail = " ".join(tail_words)
+        utterance.last_partial = (stable, tail)
+        shown = " ".join(part for part in (stable, tail) if part)
+        return [
+            PartialText(
+                utterance.utterance_id, shown, stable, utterance.start_samples, request.end_samples
+            )
+        ]
+
+    def receive_retry(self, utterance_id: int) -> list[Event]:
+        """``utterance.retry``: transcribe a failed utterance's kept audio again."""
+        if self.closing:
+            raise SessionClosing("utterance.retry after session.close is ignored")
+        failed = self._failed.get(utterance_id)
+        if failed is None:
+            raise InvalidMessage(
+                f"utterance {utterance_id} has no failed final to retry "
+                f"(kept: {sorted(self._failed) or 'none'})",
+                code="unknown_utterance",
+            )
+        if failed.retry_request is not None:
+            return []  # already on its way
+        failed.retry_request = TranscribeRequest(
+            request_id=next(self._request_ids),
+            session_id=self.session_id,
+            utterance_id=utterance_id,
+            kind=RequestKind.FINAL,
+            audio=failed.audio,
+            options=self._decode_options(),
+            start_samples=failed.start_samples,
+            end_samples=failed.end_samples,
+        )
+        return [failed.retry_request]
 
     # ------------------------------------------------------------------ state
 
@@ -428,11 +507,17 @@ class Session:
             utterance_id=utterance.utterance_id,
             kind=kind,
             audio=audio if audio is not None else self._audio.slice(utterance.start_samples, end),
-            options=DecodeOptions(
-                language=self.options.language, prompt=self.prompt.prompt(), prefix=prefix
-            ),
+            options=self._decode_options(prefix),
             start_samples=utterance.start_samples,
             end_samples=end,
+        )
+
+    def _decode_options(self, prefix: str = "") -> DecodeOptions:
+        return DecodeOptions(
+            language=self.options.language,
+            prompt=self.prompt.prompt(),
+            prefix=prefix,
+            partial_backend=self.options.partial_backend,
         )
 
     def _apply_partial(
@@ -475,12 +560,8 @@ class Session:
         assert utterance.end_samples is not None and utterance.final_request is not None
         request = utterance.final_request
         if utterance.final_failed is not None:
-            return SessionError(
-                "transcription_failed",
-                f"utterance {utterance.utterance_id} could not be transcribed: "
-                f"{utterance.final_failed}",
-                utterance.utterance_id,
-            )
+            self._keep_failed(utterance, request)
+            return self._failure_event(utterance.utterance_id, utterance.final_failed)
         answer = utterance.final_answer
         assert answer is not None
         text, dropped = filter_transcription(answer, self.thresholds)
@@ -502,10 +583,52 @@ class Session:
             backend=answer.backend,
             inference_ms=answer.inference_ms,
             dropped=dropped,
+            usage=answer.usage,
+            failover_reason=answer.failover_reason,
+        )
+
+    def _keep_failed(self, utterance: _Utterance, request: TranscribeRequest) -> None:
+        assert utterance.end_samples is not None
+        self._failed[utterance.utterance_id] = _FailedUtterance(
+            utterance.utterance_id,
+            utterance.start_samples,
+            utterance.end_samples,
+            utterance.end_reason,
+            request.audio,
+        )
+        while len(self._failed) > MAX_RETAINED_FAILURES:
+            del self._failed[next(iter(self._failed))]
+
+    def _failure_event(self, utterance_id: int, message: str) -> SessionError:
+        return SessionError(
+            "transcription_failed",
+            f"utterance {utterance_id} could not be transcribed: {message}; its audio is kept: "
+            "send utterance.retry to try again",
+            utterance_id,
+        )
+
+    def _retried_final(self, failed: _FailedUtterance, answer: Transcription) -> FinalText:
+        text, dropped = filter_transcription(answer, self.thresholds)
+        assert failed.retry_request is not None
+        return FinalText(
+            utterance_id=failed.utterance_id,
+            text=text,
+            start_samples=failed.start_samples,
+            end_samples=failed.end_samples,
+            reason=failed.reason,
+            language=answer.language or self.options.language,
+            prompt=failed.retry_request.options.prompt,
+            backend=answer.backend,
+            inference_ms=answer.inference_ms,
+            dropped=dropped,
+            usage=answer.usage,
+            failover_reason=answer.failover_reason,
+            retried=True,
         )
 
     def _finish_if_drained(self) -> list[Event]:
-        if self.closing and not self.closed and not self._utterances:
+        retrying = any(failed.retry_request for failed in self._failed.values())
+        if self.closing and not self.closed and not self._utterances and not retrying:
             self.closed = True
             return [SessionDrained()]
         return []

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,7 +22,7 @@ class ServerSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    backend: Literal["local", "fake"] = "local"
+    backend: Literal["local", "remote", "fake"] = "local"
     model: str = DEFAULT_MODEL
     device: str = "auto"
     compute_type: str = "auto"
@@ -41,8 +41,51 @@ class ServerSettings(BaseSettings):
         default=25 * 1024 * 1024, ge=1024, description="largest REST upload (OpenAI: 25 MB)"
     )
     fake_script: list[str] = Field(default_factory=list)
+
+    # The remote backend: any OpenAI-compatible /audio/transcriptions.
+    remote_url: str | None = Field(
+        default=None, description="base URL, e.g. https://api.openai.com/v1"
+    )
+    remote_model: str = "gpt-4o-mini-transcribe"
+    remote_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "remote_api_key", "STREAMSCRIBE_REMOTE_API_KEY", "OPENAI_API_KEY"
+        ),
+        repr=False,
+    )
+    remote_timeout_s: float = Field(default=10.0, gt=0, description="one attempt")
+    remote_deadline_s: float = Field(
+        default=15.0, gt=0, description="a final's attempts, retries included"
+    )
+    remote_max_concurrent: int = Field(default=8, ge=1, le=256)
+    remote_max_retries: int = Field(default=3, ge=0, le=10)
+    remote_response_format: Literal["auto", "json", "verbose_json"] = "auto"
+    remote_stream_partials: Literal["auto", "on", "off"] = "auto"
+    remote_fallback: Literal["none", "local"] = Field(
+        default="none", description="local: load --model and answer from it when the remote fails"
+    )
+    breaker_failures: int = Field(default=3, ge=1, description="failures that open the circuit")
+    breaker_cooldown_s: float = Field(default=10.0, gt=0, description="open circuit's pause")
     log_level: str = "info"
     config_file: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> ServerSettings:
+        if self.backend == "remote" and not self.remote_url:
+            raise ValueError("the remote backend needs remote_url (--remote-url)")
+        return self
+
+    @property
+    def served_model(self) -> str:
+        """The model name sessions and REST clients see."""
+        return self.remote_model if self.backend == "remote" else self.model
+
+    @property
+    def has_local_model(self) -> bool:
+        return self.backend == "local" or (
+            self.backend == "remote" and self.remote_fallback == "local"
+        )
 
     @classmethod
     def settings_customise_sources(

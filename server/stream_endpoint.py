@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -34,7 +35,7 @@ from server.events import (
 from server.scheduler import InferenceScheduler
 from server.session import Session, default_detector
 from server.settings import ServerSettings
-from server.transcription import TranscribeRequest, Transcription
+from server.transcription import RequestKind, Segment, TranscribeRequest, Transcription
 
 log = logging.getLogger("streamscribe.stream")
 
@@ -96,6 +97,7 @@ class StreamConnection:
         params.setdefault("vad", self.settings.default_vad)
         options = protocol.options_from_query(params)
         self._check_model(options.model)
+        self._check_partial_backend(options.partial_backend)
         return Session(self.session_id, options, detector_factory=default_detector)
 
     def _check_model(self, model: str | None) -> None:
@@ -103,6 +105,15 @@ class StreamConnection:
             raise InvalidMessage(
                 f"model {model!r} is not served here; available: {', '.join(self.served_models)}",
                 code="model_not_found",
+            )
+
+    def _check_partial_backend(self, choice: str | None) -> None:
+        available = self.scheduler.partial_backends
+        if choice not in (None, "auto") and choice not in available:
+            raise InvalidMessage(
+                f"partial_backend {choice!r} is not available here; this server has: "
+                f"{', '.join(available)}",
+                code="invalid_session",
             )
 
     async def _refuse(self, code: str, message: str) -> None:
@@ -145,10 +156,13 @@ class StreamConnection:
         message = protocol.parse_client_message(text)
         if isinstance(message, protocol.SessionUpdate):
             self._check_model(message.changes.get("model"))
+            self._check_partial_backend(message.changes.get("partial_backend"))
             self._dispatch(session.receive_update(message.changes))
             self._send(protocol.session_updated(self.session_id, session.options))
         elif isinstance(message, protocol.Commit):
             self._dispatch(session.receive_commit())
+        elif isinstance(message, protocol.Retry):
+            self._dispatch(session.receive_retry(message.utterance_id))
         else:
             self._dispatch(session.receive_end_of_stream())
 
@@ -157,7 +171,7 @@ class StreamConnection:
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, TranscribeRequest):
-                future = self.scheduler.submit(event)
+                future = self.scheduler.submit(event, on_segment=self._progress_callback(event))
                 future.add_done_callback(
                     lambda done, request=event: self._receive_answer(request, done)
                 )
@@ -177,6 +191,27 @@ class StreamConnection:
                 self._send(protocol.event_message(self.session_id, event))
             elif isinstance(event, UtteranceStarted | PartialText | SessionError):
                 self._send(protocol.event_message(self.session_id, event))
+
+    def _progress_callback(self, request: TranscribeRequest) -> Callable[[Segment], None] | None:
+        """For backends that stream partial text (remote gpt-4o deltas): each piece is shown
+        as soon as it arrives. Called from a worker thread or the loop, so it hops to the loop."""
+        if request.kind is not RequestKind.PARTIAL or not self.scheduler.streams_partials:
+            return None
+        loop = asyncio.get_running_loop()
+        pieces: list[str] = []
+
+        def on_loop(piece: str) -> None:
+            session = self.session
+            if session is None or self._closing:
+                return
+            pieces.append(piece)
+            try:
+                self._dispatch(session.receive_partial_progress(request, "".join(pieces)))
+            except Exception:
+                log.exception("session %s: internal error", self.session_id)
+                self._close(CLOSE_INTERNAL_ERROR, "internal server error")
+
+        return lambda segment: loop.call_soon_threadsafe(on_loop, segment.text)
 
     def _receive_answer(
         self, request: TranscribeRequest, done: asyncio.Future[Transcription]

@@ -30,6 +30,9 @@ class DecodeOptions:
     prefix: str = ""
     task: str = "transcribe"
     temperature: float = 0.0
+    # Which backend serves partials where there are two (a remote and a local model):
+    # "auto", "remote" or "local". Finals always go to the primary backend.
+    partial_backend: str = "auto"
     timestamps: bool = False  # segment start and end times (subtitles, verbose_json)
     word_timestamps: bool = False
 
@@ -77,6 +80,23 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """What a request cost: seconds of audio sent, and tokens where the backend counts them."""
+
+    audio_seconds: float = 0.0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    def as_dict(self) -> dict[str, float | int]:
+        wire: dict[str, float | int] = {"audio_seconds": round(self.audio_seconds, 3)}
+        if self.input_tokens is not None:
+            wire["input_tokens"] = self.input_tokens
+        if self.output_tokens is not None:
+            wire["output_tokens"] = self.output_tokens
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
 class Transcription:
     """A model's answer to one request."""
 
@@ -87,6 +107,9 @@ class Transcription:
     backend: str = ""
     inference_ms: float = 0.0
     queue_ms: float = 0.0  # how long the request waited for a worker
+    usage: Usage | None = None
+    # Why the primary backend did not answer (the answer then comes from the fallback).
+    failover_reason: str | None = None
 
     @property
     def text(self) -> str:

@@ -1,0 +1,104 @@
+"""The remote backend with an optional local model beside it.
+
+Routing, per request:
+
+    request   partial_backend   local model   served by
+    --------  ----------------  ------------  ---------------------------------------------
+    partial   local, auto       yes           local
+    partial   remote, auto      no            remote (streamed deltas where the model can)
+    partial   remote            yes           remote
+    final     any               any           remote; on ``RemoteError`` the local model
+                                              answers that request (failover), or the error
+                                              stands when there is none
+
+The circuit breaker inside ``RemoteTranscriber`` makes requests fail at once while the remote is
+down, so failover then costs nothing, and a probe after the cooldown brings traffic back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from server.backends.base import Transcriber
+from server.backends.remote import RemoteTranscriber
+from server.errors import RemoteError
+from server.transcription import DecodeOptions, Samples, Segment, Transcription
+
+log = logging.getLogger("streamscribe.failover")
+
+
+class FailoverTranscriber:
+    name = "remote"
+
+    def __init__(
+        self, remote: RemoteTranscriber, local: Transcriber | None = None, *, local_workers: int = 1
+    ) -> None:
+        self.remote = remote
+        self.local = local
+        self.local_workers = max(1, local_workers)
+        self.multilingual = remote.multilingual
+        self.max_concurrency = remote.max_concurrency + (self.local_workers if local else 0)
+        self.partial_backends = ("remote", "local") if local else ("remote",)
+        self.failovers = 0
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def streams_partials(self) -> bool:
+        return self.remote.streams_partials
+
+    async def start(self) -> None:
+        """Load the local model (if any), then check the remote: a refused key or an unknown
+        model raises ``UsageError`` here, at start-up, rather than in every session."""
+        await self.remote.start()
+        if self.local is not None:
+            self._executor = ThreadPoolExecutor(self.local_workers, thread_name_prefix="local")
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.local.load)
+        await self.remote.check()
+
+    async def close(self) -> None:
+        await self.remote.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def transcribe(
+        self,
+        audio: Samples,
+        options: DecodeOptions,
+        *,
+        final: bool = True,
+        on_segment: Callable[[Segment], None] | None = None,
+    ) -> Transcription:
+        if not final and self.local is not None and options.partial_backend != "remote":
+            return await self._transcribe_locally(audio, options, final, on_segment)
+        try:
+            return await self.remote.transcribe(audio, options, final=final, on_segment=on_segment)
+        except RemoteError as exc:
+            if self.local is None:
+                raise
+            if final:
+                self.failovers += 1
+                log.warning("remote failed (%s); the local model answers this request", exc)
+            answer = await self._transcribe_locally(audio, options, final, on_segment)
+            return dataclasses.replace(answer, failover_reason=str(exc))
+
+    async def _transcribe_locally(
+        self,
+        audio: Samples,
+        options: DecodeOptions,
+        final: bool,
+        on_segment: Callable[[Segment], None] | None,
+    ) -> Transcription:
+        assert self.local is not None and self._executor is not None
+        call = functools.partial(
+            self.local.transcribe,
+            audio,
+            options,
+            final=final,
+            **({"on_segment": on_segment} if on_segment else {}),
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
