@@ -18,7 +18,9 @@ from server.backends.models import DEFAULT_MODEL, default_cache_dir
 
 
 class ServerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREAMSCRIBE_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMSCRIBE_", extra="forbid", populate_by_name=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -49,9 +51,8 @@ class ServerSettings(BaseSettings):
     remote_model: str = "gpt-4o-mini-transcribe"
     remote_api_key: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices(
-            "remote_api_key", "STREAMSCRIBE_REMOTE_API_KEY", "OPENAI_API_KEY"
-        ),
+        # Read from the environment only (a flag would show in the process list).
+        validation_alias=AliasChoices("STREAMSCRIBE_REMOTE_API_KEY", "OPENAI_API_KEY"),
         repr=False,
     )
     remote_timeout_s: float = Field(default=10.0, gt=0, description="one attempt")

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from server.transcription import DecodeOptions, Samples, Segment, Transcription
+from server.transcription import DecodeOptions, Samples, Segment, Transcription, Usage
 
 SAMPLE_RATE_HZ = 16_000
 
@@ -74,4 +74,5 @@ class ScriptedTranscriber:
             duration_s=duration_s,
             backend=self.name,
             inference_ms=(time.perf_counter() - started) * 1000,
+            usage=Usage(audio_seconds=duration_s),
         )

@@ -12,7 +12,14 @@ import numpy as np
 
 from server.backends.models import BUNDLED_MODELS, resolve_model
 from server.errors import BackendError, ModelNotFound, UsageError
-from server.transcription import DecodeOptions, Samples, Segment, Transcription, Word
+from server.transcription import (
+    DecodeOptions,
+    Samples,
+    Segment,
+    Transcription,
+    Usage,
+    Word,
+)
 
 # Temperature fallback as Whisper does it: retry hotter when the output fails the thresholds.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -128,6 +135,7 @@ class FasterWhisperTranscriber:
             duration_s=float(info.duration),
             backend=self.name,
             inference_ms=(time.perf_counter() - started) * 1000,
+            usage=Usage(audio_seconds=len(audio) / 16_000),
         )
 
 

@@ -194,7 +194,9 @@ class RemoteTranscriber:
         request = client.build_request(
             "POST",
             path,
-            data=wire.form_fields(self.model, options, self.response_format, stream=stream),
+            data=_as_form(
+                wire.form_fields(self.model, options, self.response_format, stream=stream)
+            ),
             files={"file": ("audio.wav", body, "audio/wav")},
         )
         try:
@@ -239,6 +241,18 @@ async def _read_events(
             segments = (Segment(text=" " + text, end_s=duration_s),) if text else ()
             return segments, None, wire.parse_usage(event.get("usage"), duration_s)
     raise wire.malformed("stream ended without transcript.text.done")
+
+
+def _as_form(fields: list[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """httpx takes repeated form fields (``timestamp_granularities[]``) as lists."""
+    form: dict[str, str | list[str]] = {}
+    for name, value in fields:
+        if name in form:
+            existing = form[name]
+            form[name] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            form[name] = value
+    return form
 
 
 def _as_remote_error(exc: BaseException, timeout_s: float) -> RemoteError:

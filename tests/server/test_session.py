@@ -286,6 +286,47 @@ def test_a_failed_final_is_reported_and_later_utterances_go_on():
     assert [f.utterance_id for f in driver.of_type(FinalText)] == [2]
 
 
+def test_a_failed_final_keeps_its_audio_for_a_retry_that_gives_its_final():
+    session = energy_session()
+    driver = Driver(session, ScriptedTranscriber(["retried words"]))
+    driver.feed(pcm16(bursts(500, 1500, 1000)), 3200, hold=True)
+    first_final = next(r for r in driver.held if r.kind is RequestKind.FINAL)
+    driver.answer(session.receive_transcription_failed(first_final, "remote down"))
+    (error,) = driver.of_type(SessionError)
+    assert error.utterance_id == 1 and "utterance.retry" in error.message
+    (retry,) = session.receive_retry(1)
+    assert retry.kind is RequestKind.FINAL and np.array_equal(retry.audio, first_final.audio)
+    assert session.receive_retry(1) == []  # already on its way
+    driver.session.receive_end_of_stream()
+    assert not session.closed  # the retry is still owed a final
+    driver.reply(retry)
+    final = driver.of_type(FinalText)[-1]
+    assert (final.utterance_id, final.text, final.retried) == (1, "retried words", True)
+    assert final.end_samples == first_final.end_samples
+    assert isinstance(driver.events[-1], SessionDrained)
+    with pytest.raises(SessionClosing):
+        session.receive_retry(1)
+
+
+def test_retrying_an_utterance_that_did_not_fail_is_refused():
+    session = energy_session()
+    with pytest.raises(InvalidMessage, match="no failed final") as caught:
+        session.receive_retry(7)
+    assert caught.value.code == "unknown_utterance"
+
+
+def test_streamed_partial_text_is_shown_as_it_grows_without_moving_stable_words():
+    session = energy_session()
+    driver = Driver(session, ScriptedTranscriber(["one two three four"]))
+    driver.feed(pcm16(bursts(300, 1200)), 3200, hold=True)
+    partial = next(r for r in driver.held if r.kind is RequestKind.PARTIAL)
+    shown = []
+    for text in ["one", "one two", "one", "one two three"]:
+        shown += [e.text for e in session.receive_partial_progress(partial, text)]
+    assert shown == ["one", "one two", "one two three"]  # never shrinks
+    assert session._utterances[1].agreement.stable_words == []
+
+
 def test_odd_byte_count_is_an_audio_error_and_the_session_goes_on():
     session = energy_session()
     with pytest.raises(InvalidAudio, match="even number of bytes"):
