@@ -150,3 +150,56 @@ def test_forced_cuts_in_long_speech_neither_drop_nor_repeat_words(tiny_server):
     natural_words = len(normalize(natural.text).split())
     assert abs(cut_words - natural_words) <= max(3, natural_words // 10)
     assert wer([reference], [cut.text]) <= wer([reference], [natural.text]) + 0.1
+
+
+def remote_front(remote_url: str, remote_model: str):
+    settings = ServerSettings(
+        backend="remote", remote_url=remote_url, remote_model=remote_model, remote_api_key="sk-x"
+    )
+    return running_server(create_app(settings))
+
+
+def test_a_streamscribe_server_serves_as_the_remote_backend_of_another(tiny_server):
+    """The whole remote path on real speech: front server (VAD, sessions) -> HTTP -> a second
+    StreamScribe with tiny.en. Its finals must be as good as the local path's."""
+    refs = references()
+    hypotheses = []
+    with remote_front(tiny_server.http_url + "/v1", "tiny.en") as front:
+        for name in ENGLISH:
+            pcm = decode_file(shared_file(name))
+            result = run(stream_pcm(front.ws_url, pcm, speed=2.0, options={"language": "en"}))
+            assert result.events[-1]["type"] == "session.closed"
+            finals = result.finals
+            assert len(finals) == len(result.of_type("speech.started")) >= 1
+            for final in finals:
+                assert final["backend"] == "remote" and final["language"] == "en"
+                assert final["usage"]["audio_seconds"] == pytest.approx(
+                    (final["end_ms"] - final["start_ms"]) / 1000, abs=0.05
+                )
+            hypotheses.append(result.text)
+        stats = run_get(front.http_url + "/stats")
+    score = wer([refs[name] for name in ENGLISH], hypotheses)
+    assert score <= 0.15, (score, hypotheses)
+    assert stats["failovers"] == 0 and stats["usage"]["remote"]["requests"] >= len(ENGLISH)
+
+
+def test_streamed_partials_from_a_gpt_4o_alias_on_real_speech(tiny_server):
+    name = "en_ls_1272-128104-0000.wav"
+    with remote_front(tiny_server.http_url + "/v1", "gpt-4o-transcribe") as front:
+        pcm = decode_file(shared_file(name))
+        result = run(
+            stream_pcm(
+                front.ws_url,
+                pcm,
+                speed=1.5,
+                options={"language": "en", "partial_backend": "remote"},
+            )
+        )
+    assert result.of_type("transcript.partial")
+    assert wer([references()[name]], [result.text]) <= 0.25, result.text
+
+
+def run_get(url: str) -> dict:
+    import httpx
+
+    return httpx.get(url).json()
