@@ -179,3 +179,24 @@ def test_serve_refuses_to_start_on_a_bad_key_or_model(fresh, models_status, mode
     assert completed.returncode == 2 and message in completed.stderr
     assert "Traceback" not in completed.stderr
     assert SECRET not in completed.stderr + completed.stdout
+
+
+def test_the_rest_api_of_a_remote_backed_server_relays_to_the_remote(fresh):
+    import io
+    import wave
+
+    from openai import OpenAI
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(16_000)
+        writer.writeframes(pcm16(bursts(200, 1000, 200)))
+    with front_server(fresh.url, fallback=False) as front:
+        client = OpenAI(base_url=front.http_url + "/v1", api_key="unused")
+        text = client.audio.transcriptions.create(
+            model="whisper-1", file=("speech.wav", buffer.getvalue()), language="en"
+        ).text
+    assert text == "remote words"
+    assert fresh.requests[-1].authorization == f"Bearer {SECRET}"
