@@ -26,6 +26,7 @@ from server.errors import ApiError, BackendError
 from server.scheduler import InferenceScheduler
 from server.settings import ServerSettings
 from server.transcription import (
+    PRIORITY_HEADER,
     DecodeOptions,
     RequestKind,
     Segment,
@@ -159,7 +160,8 @@ async def _handle(
             code="audio_too_short",
         )
     scheduler = request.app.state.scheduler
-    job = _ready_request(scheduler, samples, options)
+    partial = request.headers.get(PRIORITY_HEADER, "").lower() == "partial"
+    job = _ready_request(scheduler, samples, options, partial=partial)
     if stream:
         return StreamingResponse(
             _stream_events(scheduler, job, duration_s),
@@ -251,15 +253,18 @@ def _decode_upload(upload: UploadFile) -> np.ndarray:
 
 
 def _ready_request(
-    scheduler: InferenceScheduler, samples: np.ndarray, options: DecodeOptions
+    scheduler: InferenceScheduler, samples: np.ndarray, options: DecodeOptions, *, partial: bool
 ) -> TranscribeRequest:
+    """``partial``: another StreamScribe's partial (``PRIORITY_HEADER``): decoded greedily and
+    served after finals, under its own key so no other request replaces it."""
     if not scheduler.ready.is_set():
         raise ApiError(503, "the model is still loading; retry shortly", error_type="server_error")
+    request_id = next(_request_ids)
     return TranscribeRequest(
-        request_id=next(_request_ids),
+        request_id=request_id,
         session_id="rest_" + uuid.uuid4().hex[:12],
-        utterance_id=0,
-        kind=RequestKind.FINAL,
+        utterance_id=request_id,
+        kind=RequestKind.PARTIAL if partial else RequestKind.FINAL,
         audio=samples,
         options=options,
         start_samples=0,
@@ -268,8 +273,18 @@ def _ready_request(
 
 
 async def _transcribe(scheduler: InferenceScheduler, job: TranscribeRequest) -> Transcription:
+    future = scheduler.submit(job)
     try:
-        return await scheduler.submit(job)
+        await asyncio.wait({future})
+    except asyncio.CancelledError:
+        scheduler.cancel(job.request_id)  # the client went away
+        raise
+    if future.cancelled():
+        raise ApiError(
+            503, "the server is busy; the request was shed, retry later", error_type="server_error"
+        )
+    try:
+        return future.result()
     except BackendError as exc:
         raise ApiError(500, f"transcription failed: {exc}", error_type="server_error") from exc
 
@@ -300,6 +315,10 @@ async def _stream_events(
         if delta:
             sent_any = True
             yield _sse({"type": "transcript.text.delta", "delta": delta})
+    if future.cancelled():
+        error = ApiError(503, "the server is busy; the request was shed", error_type="server_error")
+        yield _sse({"type": "error", **error.body()})
+        return
     try:
         transcription = future.result()
     except BackendError as exc:

@@ -11,6 +11,10 @@ import numpy.typing as npt
 
 Samples = npt.NDArray[np.float32]
 
+# Sent by StreamScribe's remote backend with its partial requests. A StreamScribe serving as the
+# remote runs them as partials (greedy, behind finals); other servers ignore the header.
+PRIORITY_HEADER = "X-StreamScribe-Priority"
+
 
 class RequestKind(enum.IntEnum):
     """Lower values are served first: a final never waits behind a partial."""

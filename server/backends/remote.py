@@ -24,7 +24,7 @@ import httpx
 from server.backends import remote_wire as wire
 from server.backends.resilience import Backoff, CircuitBreaker
 from server.errors import RemoteError, UsageError
-from server.transcription import DecodeOptions, Samples, Segment, Transcription
+from server.transcription import PRIORITY_HEADER, DecodeOptions, Samples, Segment, Transcription
 
 log = logging.getLogger("streamscribe.remote")
 
@@ -145,7 +145,7 @@ class RemoteTranscriber:
                 async with self._slots:
                     remaining = deadline - time.monotonic()
                     answer = await asyncio.wait_for(
-                        self._post(body, len(audio), options, stream, on_segment),
+                        self._post(body, len(audio), options, stream, on_segment, not final),
                         timeout=max(0.05, min(self.timeout_s, remaining)),
                     )
             except (RemoteError, TimeoutError) as exc:
@@ -153,7 +153,9 @@ class RemoteTranscriber:
                 now = time.monotonic()
                 if error.trips:
                     self.breaker.trip(now)
-                else:
+                elif final:
+                    # Partials are best effort and shed first under load: their failures do
+                    # not open the circuit for the finals.
                     self.breaker.record_failure(now)
                 delay = self.backoff.delay_s(attempt, self._rng, error.retry_after_s)
                 if (
@@ -187,6 +189,7 @@ class RemoteTranscriber:
         options: DecodeOptions,
         stream: bool,
         on_segment: Callable[[Segment], None] | None,
+        partial: bool,
     ) -> tuple[tuple[Segment, ...], str | None, Any]:
         client = self._require_client()
         path = "/audio/translations" if options.task == "translate" else "/audio/transcriptions"
@@ -198,6 +201,7 @@ class RemoteTranscriber:
                 wire.form_fields(self.model, options, self.response_format, stream=stream)
             ),
             files={"file": ("audio.wav", body, "audio/wav")},
+            headers={PRIORITY_HEADER: "partial"} if partial else None,
         )
         try:
             response = await client.send(request, stream=True)

@@ -33,6 +33,7 @@ class ReceivedRequest:
     authorization: str | None
     audio_s: float
     fault: str
+    priority: str | None = None
 
 
 @dataclass
@@ -85,7 +86,13 @@ class FaultyRemote:
         with self._lock:
             fault = self.schedule.pop(0) if self.schedule else self.default
             self.requests.append(
-                ReceivedRequest(fields, request.headers.get("authorization"), audio_s, fault)
+                ReceivedRequest(
+                    fields,
+                    request.headers.get("authorization"),
+                    audio_s,
+                    fault,
+                    request.headers.get("x-streamscribe-priority"),
+                )
             )
         return await self._answer(fault, fields, audio_s)
 

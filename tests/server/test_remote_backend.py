@@ -153,11 +153,16 @@ def test_retries_stop_at_the_deadline(fresh):
     assert 1 <= len(fresh.requests) <= 3
 
 
-def test_a_partial_is_tried_once(fresh):
+def test_a_partial_is_tried_once_and_marked_as_a_partial(fresh):
     fresh.set_schedule(["500"])
+    transcriber = backend(fresh.url)
     with pytest.raises(RemoteError):
-        run(transcribe(backend(fresh.url), final=False))
-    assert len(fresh.requests) == 1
+        run(transcribe(transcriber, final=False))
+    assert len(fresh.requests) == 1 and fresh.requests[0].priority == "partial"
+    # Partials are shed first under load; their failures leave the circuit to the finals.
+    assert transcriber.breaker.consecutive_failures == 0
+    run(transcribe(transcriber))
+    assert fresh.requests[-1].priority is None
 
 
 def test_refused_connections_are_retried_then_reported():

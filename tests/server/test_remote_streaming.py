@@ -4,10 +4,12 @@ whose remote is the fault-injecting server, with and without a local fallback.""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+import wave
 from collections import Counter
 
 import httpx
@@ -182,9 +184,6 @@ def test_serve_refuses_to_start_on_a_bad_key_or_model(fresh, models_status, mode
 
 
 def test_the_rest_api_of_a_remote_backed_server_relays_to_the_remote(fresh):
-    import io
-    import wave
-
     from openai import OpenAI
 
     buffer = io.BytesIO()
@@ -200,3 +199,27 @@ def test_the_rest_api_of_a_remote_backed_server_relays_to_the_remote(fresh):
         ).text
     assert text == "remote words"
     assert fresh.requests[-1].authorization == f"Bearer {SECRET}"
+
+
+def test_a_partial_relayed_by_another_streamscribe_is_decoded_as_a_partial():
+    settings = ServerSettings(backend="fake", model="fake-model")
+    transcriber = ScriptedTranscriber(["one two three four five six"], words_per_second=2)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(16_000)
+        writer.writeframes(pcm16(bursts(1000)))
+    with running_server(create_app(settings, transcriber)) as server:
+
+        def post(headers):
+            return httpx.post(
+                server.http_url + "/v1/audio/transcriptions",
+                files={"file": ("a.wav", buffer.getvalue())},
+                data={"model": "fake-model"},
+                headers=headers,
+            ).json()["text"]
+
+        partial = post({"X-StreamScribe-Priority": "partial"})
+        final = post({})
+    assert (partial, final) == ("one two", "one two three four five six")
