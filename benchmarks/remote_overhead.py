@@ -129,11 +129,11 @@ def failover(pcm: bytes, kill_at_s: float, restart_at_s: float) -> dict[str, flo
         "local",
     )
     marks: dict[str, float] = {}
-    finals: list[tuple[float, str]] = []
+    finals: list[tuple[float, str, int]] = []
 
     def on_event(event: dict) -> None:
         if event["type"] == "transcript.final":
-            finals.append((time.monotonic(), event["backend"]))
+            finals.append((time.monotonic(), event["backend"], event["latency_ms"]))
 
     async def chaos() -> None:
         nonlocal remote
@@ -165,16 +165,23 @@ def failover(pcm: bytes, kill_at_s: float, restart_at_s: float) -> dict[str, flo
         stop(front)
         stop(remote)
     started = len(result.of_type("speech.started"))
-    first_local = next(at for at, backend in finals if at > marks["killed"] and backend == "local")
-    back = [at for at, backend in finals if at > marks["restarted"] and backend == "remote"]
+    fallback = [(at, latency) for at, backend, latency in finals if backend == "local"]
+    back = [at for at, backend, _ in finals if at > marks["restarted"] and backend == "remote"]
+    before = [latency for at, backend, latency in finals if at < marks["killed"]]
     return {
         "utterances": started,
         "finals": len(result.finals),
         "errors": len(result.of_type("error")),
-        "kill_to_first_fallback_final_s": round(first_local - marks["killed"], 2),
+        # The first final after the kill waits for its utterance to end; its latency_ms is
+        # what the fault cost (refused attempts, backoff, then the local model).
+        "kill_to_first_fallback_final_s": round(fallback[0][0] - marks["killed"], 2),
+        "first_fallback_final_latency_ms": fallback[0][1],
+        "fallback_final_latency_p50_ms": round(percentile([lat for _, lat in fallback], 50)),
+        "remote_final_latency_p50_ms_before_fault": round(percentile(before, 50)),
         "restart_to_first_remote_final_s": round(back[0] - marks["restarted"], 2) if back else -1,
         "finals_by_backend": {
-            name: sum(1 for _, backend in finals if backend == name) for name in ("remote", "local")
+            name: sum(1 for _, backend, _ in finals if backend == name)
+            for name in ("remote", "local")
         },
     }
 

@@ -1,18 +1,24 @@
-"""The HTTP and websocket application: health checks and the streaming endpoint."""
+"""The HTTP and websocket application: health, metrics, tokens and the streaming endpoint."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
 
 from server.backends import make_transcriber
 from server.backends.base import AnyTranscriber
+from server.context import ServerContext
 from server.errors import ApiError
+from server.http_access import AccessMiddleware
+from server.metrics import CONTENT_TYPE
 from server.openai_api import build_router
 from server.scheduler import InferenceScheduler
 from server.settings import ServerSettings
@@ -20,18 +26,20 @@ from server.stream_endpoint import StreamConnection
 
 log = logging.getLogger("streamscribe")
 
+MAX_TOKEN_TTL_S = 7200
+
 
 def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = None) -> FastAPI:
     """Build the app. ``transcriber`` overrides the backend named in ``settings`` (tests)."""
     backend = transcriber if transcriber is not None else make_transcriber(settings)
-    served_models = (settings.served_model,)
+    scheduler = InferenceScheduler(
+        backend, workers=settings.workers, max_queued_partials=settings.max_queued_partials
+    )
+    context = ServerContext.build(settings, scheduler)
+    scheduler.observer = context.metrics.record_inference
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        scheduler = InferenceScheduler(
-            backend, workers=settings.workers, max_queued_partials=settings.max_queued_partials
-        )
-        app.state.scheduler = scheduler
         app.state.loading = asyncio.create_task(scheduler.start())
         try:
             yield
@@ -46,10 +54,21 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.scheduler = scheduler
+    app.state.context = context
     app.include_router(build_router(settings, lambda: backend.multilingual))
+    app.add_middleware(AccessMiddleware, context=context)
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        context.metrics.record_error(exc.api_code or exc.error_type)
         return JSONResponse(exc.body(), status_code=exc.status_code)
 
     @app.get("/healthz", tags=["health"])
@@ -59,8 +78,9 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
-        """The model is loaded and warmed up."""
-        scheduler: InferenceScheduler = app.state.scheduler
+        """The model is loaded and warmed up (and the server is not shutting down)."""
+        if context.shutting_down.is_set():
+            return JSONResponse({"status": "shutting_down"}, status_code=503)
         if scheduler.ready.is_set():
             return JSONResponse({"status": "ready", "model": settings.served_model})
         if scheduler.load_error is not None:
@@ -72,19 +92,60 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
     @app.get("/stats", tags=["health"])
     async def stats() -> dict[str, object]:
         """Requests served, failed and failed over, and usage per backend since start."""
-        scheduler: InferenceScheduler = app.state.scheduler
         body = scheduler.stats.as_dict()
         body["queued"] = scheduler.queued
+        body["active_sessions"] = context.sessions.total
         breaker = getattr(getattr(backend, "remote", None), "breaker", None)
         if breaker is not None:
             body["remote_circuit"] = breaker.state.value
         return body
 
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(context.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    @app.post("/v1/realtime/client_secrets", tags=["auth"])
+    async def client_secrets(request: Request) -> dict[str, Any]:
+        """A short-lived token for a browser, which cannot set headers on a websocket:
+        connect to ``/v1/stream?token=...``. Needs an API key itself."""
+        ttl_s = settings.token_ttl_s
+        if await request.body():
+            ttl_s = _requested_ttl(await _json(request), ttl_s)
+        principal = getattr(request.state, "principal", None)
+        key_id = principal.key_id if principal is not None else "anonymous"
+        expires_at = int(time.time()) + ttl_s
+        token = context.authenticator.signer.issue(key_id, expires_at)
+        return {"value": token, "expires_at": expires_at}
+
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
-        connection = StreamConnection(
-            websocket, websocket.app.state.scheduler, settings, served_models
-        )
-        await connection.run()
+        await StreamConnection(websocket, context).run()
 
     return app
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise ApiError(400, "the body must be JSON") from None
+
+
+def _requested_ttl(body: Any, default_s: int) -> int:
+    """OpenAI's shape: ``{"expires_after": {"anchor": "created_at", "seconds": N}}``."""
+    after = body.get("expires_after") if isinstance(body, dict) else None
+    if after is None:
+        return default_s
+    seconds = after.get("seconds") if isinstance(after, dict) else None
+    if (
+        not isinstance(seconds, int)
+        or isinstance(seconds, bool)
+        or not 10 <= seconds <= MAX_TOKEN_TTL_S
+    ):
+        raise ApiError(
+            400,
+            f"expires_after.seconds must be an integer from 10 to {MAX_TOKEN_TTL_S}",
+            param="expires_after.seconds",
+        )
+    return seconds

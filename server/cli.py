@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any
 
@@ -33,14 +32,33 @@ _FLAGS = {
     "remote_max_retries": "retries of a final after the first attempt",
     "remote_fallback": "none, or local: answer from --model when the remote fails",
     "remote_stream_partials": "auto, on or off: partials as streamed deltas from the remote",
+    "api_key_file": "file of hashed API keys (see `streamscribe hash-key`); keys can also "
+    "come from STREAMSCRIBE_API_KEYS=k1,k2",
+    "allowed_origins": "browser origins allowed for the websocket and CORS, comma-separated",
+    "max_sessions": "open sessions at most (0: unlimited)",
+    "max_sessions_per_key": "open sessions per API key at most (0: unlimited)",
+    "max_session_s": "longest session in seconds (0: unlimited)",
+    "max_message_bytes": "largest websocket message (default 1 MiB)",
+    "max_audio_speed": "fastest audio a client may send, in times real time (0: unlimited)",
+    "idle_timeout_s": "close sessions silent this long (default 120; 0: never)",
+    "shutdown_grace_s": "seconds open sessions get to finish on SIGTERM (default 10)",
+    "log_format": "text or json (one JSON object per line)",
+    "log_transcripts": "also log the text of finals (debugging only)",
     "log_level": "debug, info, warning or error",
     "config_file": "TOML file with any of these settings",
 }
 
 
+_SWITCHES = frozenset({"log_transcripts"})
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, help_text in _FLAGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, help=help_text)
+        flag = "--" + name.replace("_", "-")
+        if name in _SWITCHES:
+            parser.add_argument(flag, dest=name, action="store_const", const=True, help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, help=help_text)
     parser.set_defaults(run=run)
 
 
@@ -57,12 +75,9 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"streamscribe serve: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # faster-whisper and httpx log every call at INFO; one line per partial drowns the rest.
-    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from server.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     try:
         return serve(settings)
     except StreamScribeError as exc:
@@ -71,10 +86,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(settings: Any) -> int:
-    import uvicorn
-
     from server.app import create_app
     from server.backends.models import resolve_model
+    from server.logs import uvicorn_log_config
+    from server.serving import build_server
 
     if settings.has_local_model:
         # Fail fast with the extra to install, before the server starts listening.
@@ -82,13 +97,15 @@ def serve(settings: Any) -> int:
     if settings.backend == "remote":
         check_remote(settings)
     app = create_app(settings)
-    uvicorn.run(
+    log_config = uvicorn_log_config(settings.log_format)
+    server = build_server(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        ws="websockets-sansio",
+        **({"log_config": log_config} if log_config else {}),
     )
+    server.run()
     return 0
 
 

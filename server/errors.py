@@ -7,6 +7,8 @@
     │   ├── InvalidMessage       malformed JSON, unknown message type, bad fields
     │   ├── InvalidAudio         audio bytes that do not match the declared format
     │   ├── SessionClosing       input after the client asked to close
+    │   ├── Unauthorized         a missing, wrong or expired API key or token
+    │   ├── LimitExceeded        a configured limit was reached (the code names it)
     │   └── ApiError             a REST request refused, with its HTTP status (OpenAI's shape)
     └── BackendError             the speech model failed on a request (mapped at the backend)
         └── RemoteError          a remote API call failed (``retryable`` says if trying again
@@ -55,6 +57,20 @@ class InvalidAudio(PeerError):
 
 class SessionClosing(PeerError):
     code = "session_closing"
+
+
+class Unauthorized(PeerError):
+    code = "invalid_api_key"
+
+
+class LimitExceeded(PeerError):
+    """A configured limit was reached. ``limit`` is the setting's name, for the message."""
+
+    code = "limit_exceeded"
+
+    def __init__(self, message: str, *, code: str, limit: str) -> None:
+        super().__init__(message, code=code)
+        self.limit = limit
 
 
 class BackendError(StreamScribeError):

@@ -28,6 +28,7 @@ class PartialText:
     stable_text: str
     start_samples: int
     end_samples: int
+    backend: str = ""
 
 
 @dataclass(frozen=True, slots=True)

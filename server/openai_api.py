@@ -175,7 +175,7 @@ async def _handle(
 def _too_large(limit: int) -> ApiError:
     return ApiError(
         413,
-        f"Maximum content size limit ({limit} bytes) exceeded.",
+        f"Maximum content size limit ({limit} bytes) exceeded (max_upload_bytes).",
         param="file",
         code="file_too_large",
     )

@@ -21,6 +21,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -85,6 +86,8 @@ class InferenceScheduler:
         self.workers = max(1, concurrency if self.is_async else workers)
         self.max_queued_partials = max_queued_partials
         self.stats = SchedulerStats()
+        # Told of every finished request: (backend, kind, run_s, queue_s, audio_s); metrics.
+        self.observer: Callable[[str, str, float, float, float], None] | None = None
         self.ready = asyncio.Event()
         self.load_error: BaseException | None = None
         self._finals: deque[_Job] = deque()
@@ -216,6 +219,7 @@ class InferenceScheduler:
                 final=request.kind is RequestKind.FINAL,
                 **({"on_segment": job.on_segment} if job.on_segment else {}),
             )
+            answer_backend = "failed"
             try:
                 if self.is_async:
                     answer = await call()
@@ -232,6 +236,7 @@ class InferenceScheduler:
                     job.future.set_exception(BackendError(f"internal backend error: {exc}"))
             else:
                 self.stats.record(answer, request.duration_s)
+                answer_backend = answer.backend or "unknown"
                 if not job.future.done():
                     job.future.set_result(dataclasses.replace(answer, queue_ms=queue_ms))
             finally:
@@ -240,6 +245,14 @@ class InferenceScheduler:
                     self._notify()  # a partial of this utterance may be waiting
                 finished = time.monotonic()
                 self.stats.busy_s += finished - started
+                if self.observer is not None:
+                    self.observer(
+                        answer_backend,
+                        request.kind.name.lower(),
+                        finished - started,
+                        queue_ms / 1000,
+                        request.duration_s,
+                    )
                 log.debug(
                     "%s %s utterance %s request %s: %.0f ms audio, queued %.0f ms, ran %.0f ms",
                     request.session_id,

@@ -268,7 +268,9 @@ class Session:
         utterance.final_failed = message
         return self._emit_ready_finals()
 
-    def receive_partial_progress(self, request: TranscribeRequest, text: str) -> list[Event]:
+    def receive_partial_progress(
+        self, request: TranscribeRequest, text: str, backend: str = ""
+    ) -> list[Event]:
         """Text a streaming backend has decoded so far for a partial request. It is shown at
         once when it says more than the partial on screen, and moves no word into the stable
         text: only complete hypotheses do that."""
@@ -291,7 +293,12 @@ class Session:
         shown = " ".join(part for part in (stable, tail) if part)
         return [
             PartialText(
-                utterance.utterance_id, shown, stable, utterance.start_samples, request.end_samples
+                utterance.utterance_id,
+                shown,
+                stable,
+                utterance.start_samples,
+                request.end_samples,
+                backend,
             )
         ]
 
@@ -538,7 +545,12 @@ class Session:
         shown = " ".join(part for part in (stable, unstable) if part)
         return [
             PartialText(
-                utterance.utterance_id, shown, stable, utterance.start_samples, request.end_samples
+                utterance.utterance_id,
+                shown,
+                stable,
+                utterance.start_samples,
+                request.end_samples,
+                answer.backend,
             )
         ]
 

@@ -4,11 +4,12 @@ TOML file) by the CLI and passed down. Nothing reads it from a global."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -44,6 +45,28 @@ class ServerSettings(BaseSettings):
     )
     fake_script: list[str] = Field(default_factory=list)
 
+    # Who may connect. With no keys the server is open (fine on 127.0.0.1, not beyond).
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list, repr=False)
+    api_key_file: Path | None = Field(default=None, description="file of hashed keys")
+    token_secret: SecretStr | None = Field(
+        default=None, repr=False, description="shared by servers that accept each other's tokens"
+    )
+    token_ttl_s: int = Field(default=600, ge=10, le=86_400)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="browser origins allowed (empty: any)"
+    )
+    # Limits; 0 means unlimited.
+    max_sessions: int = Field(default=0, ge=0)
+    max_sessions_per_key: int = Field(default=0, ge=0)
+    max_session_s: float = Field(default=0.0, ge=0)
+    max_message_bytes: int = Field(default=1024 * 1024, ge=0)
+    max_audio_speed: float = Field(default=0.0, ge=0, description="times real time")
+    idle_timeout_s: float = Field(default=120.0, ge=0)
+    ws_ping_interval_s: float = Field(default=20.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    log_format: Literal["text", "json"] = "text"
+    log_transcripts: bool = Field(default=False, description="log final text (debugging only)")
+
     # The remote backend: any OpenAI-compatible /audio/transcriptions.
     remote_url: str | None = Field(
         default=None, description="base URL, e.g. https://api.openai.com/v1"
@@ -70,6 +93,14 @@ class ServerSettings(BaseSettings):
     breaker_cooldown_s: float = Field(default=10.0, gt=0, description="open circuit's pause")
     log_level: str = "info"
     config_file: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("api_keys", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """Lists come as "a,b" from flags and the environment, as arrays from the TOML file."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> ServerSettings:

@@ -43,7 +43,7 @@ class FailoverTranscriber:
         self.local_workers = max(1, local_workers)
         self.multilingual = remote.multilingual
         self.max_concurrency = remote.max_concurrency + (self.local_workers if local else 0)
-        self.partial_backends = ("remote", "local") if local else ("remote",)
+        self.partial_backends: tuple[str, ...] = ("remote", "local") if local else ("remote",)
         self.failovers = 0
         self._executor: ThreadPoolExecutor | None = None
 

@@ -164,8 +164,8 @@ def parse_answer(
     raw_segments = parsed.get("segments")
     if not isinstance(raw_segments, list) or not raw_segments:
         text = parsed["text"].strip()
-        segments = (Segment(text=" " + text, end_s=duration_s),) if text else ()
-        return segments, language, usage
+        only: tuple[Segment, ...] = (Segment(text=" " + text, end_s=duration_s),) if text else ()
+        return only, language, usage
     try:
         segments = tuple(_segment(raw) for raw in raw_segments)
         words = tuple(_word(raw) for raw in parsed.get("words") or ())
