@@ -1,4 +1,5 @@
-"""``streamscribe`` with subcommands: ``serve`` (the server) and ``stream`` (send a file)."""
+"""``streamscribe`` with subcommands: ``serve`` (the server), ``stream`` (send a file) and
+``hash-key`` (a line for the API key file)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,33 @@ def build_parser() -> argparse.ArgumentParser:
             "stream", help="stream an audio file to a server", description=stream_command.__doc__
         )
     )
+    hash_key = commands.add_parser(
+        "hash-key",
+        help="print the key file line for an API key read from stdin",
+        description="Reads an API key from stdin (never from the command line, where other "
+        "users could see it) and prints its line for --api-key-file.",
+    )
+    hash_key.add_argument("--name", default="", help="name shown in logs and metrics")
+    hash_key.add_argument("--generate", action="store_true", help="make a new random key")
+    hash_key.set_defaults(run=run_hash_key)
     return parser
+
+
+def run_hash_key(args: argparse.Namespace) -> int:
+    import secrets
+
+    from server.auth import key_line
+
+    if args.generate:
+        key = "sk-ss-" + secrets.token_urlsafe(24)
+        print(f"key (give it to the client, then forget it): {key}", file=sys.stderr)
+    else:
+        key = sys.stdin.readline().strip()
+        if not key:
+            print("streamscribe hash-key: no key on stdin", file=sys.stderr)
+            return 2
+    print(key_line(key, args.name))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,197 @@
+"""Running it for real: metrics after a streaming run, JSON logs, the draining shutdown on
+SIGTERM of a real server process, and the key tooling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import websockets
+from prometheus_client.parser import text_string_to_metric_families
+
+from client.stream import stream_pcm
+from server.app import create_app
+from server.auth import KeyStore, TokenSigner, key_line, parse_key_file
+from server.backends.fake import ScriptedTranscriber
+from server.errors import Unauthorized, UsageError
+from server.settings import ServerSettings
+from tests.audio import bursts, pcm16
+from tests.support import ROOT, TIMEOUT_S, run, running_server
+
+SPEECH = pcm16(bursts(300, 1500, 900, 1200, 900))
+
+
+def samples(metrics_text: str) -> dict[tuple[str, tuple], float]:
+    found = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_match_what_the_client_saw():
+    settings = ServerSettings(backend="fake", model="fake-model")
+    app = create_app(settings, ScriptedTranscriber(["one two three", "four five"]))
+    with running_server(app) as server:
+        result = run(stream_pcm(server.ws_url, SPEECH, speed=4.0))
+        bad = httpx.post(server.http_url + "/v1/audio/transcriptions", data={"model": "x"})
+        found = samples(httpx.get(server.http_url + "/metrics").text)
+    finals, partials = result.finals, result.of_type("transcript.partial")
+    assert finals and partials and bad.status_code == 400
+    assert value(found, "streamscribe_finals_total", backend="fake") == len(finals)
+    assert value(found, "streamscribe_partials_total") == len(partials)
+    latency_count = value(found, "streamscribe_final_latency_seconds_count", backend="fake")
+    assert latency_count == len(finals)
+    latency_sum = value(found, "streamscribe_final_latency_seconds_sum", backend="fake")
+    assert latency_sum == pytest.approx(sum(f["latency_ms"] for f in finals) / 1000, abs=0.05)
+    first = value(found, "streamscribe_first_partial_latency_seconds_count", backend="fake")
+    assert first == len({p["utterance_id"] for p in partials})
+    assert value(found, "streamscribe_audio_seconds_total") == pytest.approx(len(SPEECH) / 32_000)
+    assert value(found, "streamscribe_sessions_total") == 1
+    assert value(found, "streamscribe_active_sessions") == 0
+    assert value(found, "streamscribe_inference_seconds_count", backend="fake", kind="final") >= 2
+    assert value(found, "streamscribe_real_time_factor") > 0
+    assert value(found, "streamscribe_errors_total", code="invalid_request_error") == 1
+    assert (
+        value(
+            found,
+            "streamscribe_http_requests_total",
+            route="/v1/audio/transcriptions",
+            status="400",
+        )
+        == 1
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(*flags: str, env: dict | None = None) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    command = [sys.executable, "-m", "streamscribe", "serve", "--backend", "fake"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), *flags],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return process, port
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise TimeoutError(process.communicate()[1])
+
+
+def test_sigterm_drains_sessions_mid_utterance_then_exits_with_json_logs():
+    key = "sk-ss-shutdown-test-key"
+    process, port = start_server(
+        "--log-format",
+        "json",
+        "--shutdown-grace-s",
+        "5",
+        env={
+            "STREAMSCRIBE_API_KEYS": key,
+            "STREAMSCRIBE_FAKE_SCRIPT": '["spoken before shutdown"]',
+        },
+    )
+    url = f"ws://127.0.0.1:{port}/v1/stream"
+    mid_utterance = pcm16(bursts(300, 1500))  # speech still going when the server stops
+
+    async def session() -> list[dict]:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with websockets.connect(url, additional_headers=headers) as websocket:
+            await websocket.send(mid_utterance)
+            return [json.loads(raw) async for raw in websocket]
+
+    async def scenario() -> list[list[dict]]:
+        tasks = [asyncio.create_task(session()) for _ in range(2)]
+        await asyncio.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        return await asyncio.gather(*tasks)
+
+    started = time.monotonic()
+    outcomes = run(scenario())
+    _, stderr = process.communicate(timeout=TIMEOUT_S)
+    # uvicorn re-raises the signal once shut down, so the exit status says "ended by SIGTERM".
+    assert process.returncode in (0, -signal.SIGTERM) and time.monotonic() - started < 10
+    for events in outcomes:
+        types = [event["type"] for event in events]
+        assert types[-2:] == ["transcript.final", "session.closed"], types
+        assert events[-2]["text"] == "spoken before shutdown"
+        assert events[-1]["reason"] == "server_shutdown"
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    assert any(line.get("session_id", "").startswith("sess_") for line in lines)
+    assert any("draining 2 session" in line["message"] for line in lines)
+    assert key not in stderr and "spoken before shutdown" not in stderr
+
+
+def test_transcripts_are_logged_only_when_asked():
+    process, port = start_server(
+        "--log-transcripts", env={"STREAMSCRIBE_FAKE_SCRIPT": '["logged words"]'}
+    )
+    try:
+        run(stream_pcm(f"ws://127.0.0.1:{port}/v1/stream", SPEECH[:48_000], speed=None))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=TIMEOUT_S)
+    assert "logged words" in stderr
+
+
+def test_hash_key_prints_a_line_the_key_file_accepts(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "streamscribe", "hash-key", "--name", "ops"],
+        input="sk-ss-secret\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=TIMEOUT_S,
+    )
+    assert completed.returncode == 0 and "sk-ss-secret" not in completed.stdout
+    key_file = tmp_path / "keys"
+    key_file.write_text(completed.stdout)
+    store = KeyStore.build(key_file=key_file)
+    assert store.lookup("sk-ss-secret").key_id == "ops" and store.lookup("other") is None
+
+
+def test_key_file_errors_name_the_line(tmp_path):
+    key_file = tmp_path / "keys"
+    key_file.write_text(f"{key_line('a')}\nsha256:nothex\n")
+    with pytest.raises(UsageError, match=r"keys:2"):
+        parse_key_file(key_file)
+    with pytest.raises(UsageError, match="cannot read"):
+        parse_key_file(tmp_path / "missing")
+
+
+def test_tokens_cannot_be_forged_or_reused_after_expiry():
+    signer = TokenSigner(b"secret")
+    token = signer.issue("alice", expires_at=1000)
+    assert signer.verify(token, now=999) == "alice"
+    with pytest.raises(Unauthorized, match="expired"):
+        signer.verify(token, now=1000)
+    payload, _, signature = token.partition(".")
+    forged = payload.replace(payload[-3:], "AAA") + "." + signature
+    for bad in (forged, token + "x", "sst_", "sst_....", TokenSigner(b"other").issue("a", 2000)):
+        with pytest.raises(Unauthorized):
+            signer.verify(bad, now=0)
