@@ -22,7 +22,7 @@ from server.metrics import CONTENT_TYPE
 from server.openai_api import build_router
 from server.scheduler import InferenceScheduler
 from server.settings import ServerSettings
-from server.stream_endpoint import StreamConnection
+from server.stream_endpoint import handle_stream
 
 log = logging.getLogger("streamscribe")
 
@@ -120,7 +120,7 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
-        await StreamConnection(websocket, context).run()
+        await handle_stream(websocket, context)
 
     return app
 

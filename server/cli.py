@@ -42,6 +42,7 @@ _FLAGS = {
     "max_audio_speed": "fastest audio a client may send, in times real time (0: unlimited)",
     "idle_timeout_s": "close sessions silent this long (default 120; 0: never)",
     "shutdown_grace_s": "seconds open sessions get to finish on SIGTERM (default 10)",
+    "resume_grace_s": "seconds a dropped session waits to be resumed (default 30; 0: never)",
     "log_format": "text or json (one JSON object per line)",
     "log_transcripts": "also log the text of finals (debugging only)",
     "log_level": "debug, info, warning or error",

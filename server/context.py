@@ -13,7 +13,7 @@ from server.scheduler import InferenceScheduler
 from server.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from server.stream_endpoint import StreamConnection
+    from server.live_session import LiveSession
 
 
 @dataclass
@@ -25,7 +25,7 @@ class ServerContext:
     limits: SessionLimits
     sessions: SessionCounter
     metrics: Metrics
-    connections: set[StreamConnection] = field(default_factory=set)
+    live_sessions: dict[str, LiveSession] = field(default_factory=dict)
     # Set when the server is shutting down: new sessions are refused, open ones drained.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -59,10 +59,10 @@ class ServerContext:
         """Stop taking sessions; let every open one finish its utterances, send its finals and
         ``session.closed``; give up on stragglers after ``grace_s``."""
         self.shutting_down.set()
-        connections = list(self.connections)
-        for connection in connections:
-            connection.drain("server_shutdown")
-        finished = [connection.finished.wait() for connection in connections]
+        sessions = list(self.live_sessions.values())
+        for live in sessions:
+            live.drain("server_shutdown")
+        finished = [live.finished.wait() for live in sessions]
         if finished:
             await asyncio.wait(
                 [asyncio.ensure_future(waiter) for waiter in finished], timeout=grace_s

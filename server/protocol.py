@@ -7,6 +7,7 @@ Audio travels in binary messages and never passes through here.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -91,8 +92,8 @@ def options_from_query(params: Mapping[str, str]) -> SessionOptions:
     """Session options from websocket query parameters (strings, converted and validated)."""
     values: dict[str, Any] = {}
     for key, raw in params.items():
-        if key in ("token", "api_key"):
-            continue  # authentication, handled by the edge
+        if key in ("token", "session_id", "resume_token", "last_final_id"):
+            continue  # authentication and resumption, handled by the edge
         values[key] = int(raw) if key == "sample_rate" and raw.isdigit() else raw
     return parse_options(values)
 
@@ -101,9 +102,32 @@ def _base(kind: str, session_id: str) -> dict[str, Any]:
     return {"type": kind, "session_id": session_id}
 
 
-def session_created(session_id: str, options: SessionOptions, model: str) -> dict[str, Any]:
+def new_session_id() -> str:
+    return "sess_" + secrets.token_hex(8)
+
+
+def session_created(
+    session_id: str, options: SessionOptions, model: str, *, resume_token: str | None = None
+) -> dict[str, Any]:
     message = _base("session.created", session_id)
     message.update(protocol=PROTOCOL_VERSION, model=model, session=options.model_dump())
+    if resume_token is not None:
+        message["resume_token"] = resume_token
+    return message
+
+
+def session_resumed(session_id: str, last_audio_seq: int, replayed_finals: int) -> dict[str, Any]:
+    """Answer to a resume: audio messages after ``last_audio_seq`` must be sent again; the
+    ``replayed_finals`` finals the client missed follow."""
+    message = _base("session.resumed", session_id)
+    message.update(last_audio_seq=last_audio_seq, replayed_finals=replayed_finals)
+    return message
+
+
+def audio_ack(session_id: str, seq: int) -> dict[str, Any]:
+    """Audio messages 1 to ``seq`` are processed: the client may forget them."""
+    message = _base("input_audio.ack", session_id)
+    message["seq"] = seq
     return message
 
 

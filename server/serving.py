@@ -29,7 +29,7 @@ class DrainingServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()  # no new connections
-        open_sessions = len(self.context.connections)
+        open_sessions = len(self.context.live_sessions)
         if open_sessions:
             log.info("draining %d session(s), up to %.0f s", open_sessions, self.grace_s)
         await self.context.drain(self.grace_s)

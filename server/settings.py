@@ -64,6 +64,9 @@ class ServerSettings(BaseSettings):
     idle_timeout_s: float = Field(default=120.0, ge=0)
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    resume_grace_s: float = Field(
+        default=30.0, ge=0, description="how long a dropped session waits for a resume (0: never)"
+    )
     log_format: Literal["text", "json"] = "text"
     log_transcripts: bool = Field(default=False, description="log final text (debugging only)")
 
