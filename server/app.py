@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.backends import make_transcriber
 from server.backends.base import AnyTranscriber
@@ -20,6 +22,7 @@ from server.errors import ApiError
 from server.http_access import AccessMiddleware
 from server.metrics import CONTENT_TYPE
 from server.openai_api import build_router
+from server.openapi_docs import errors
 from server.scheduler import InferenceScheduler
 from server.settings import ServerSettings
 from server.stream_endpoint import handle_stream
@@ -71,12 +74,28 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
         context.metrics.record_error(exc.api_code or exc.error_type)
         return JSONResponse(exc.body(), status_code=exc.status_code)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown routes and methods answer in OpenAI's shape too, not FastAPI's."""
+        error = ApiError(exc.status_code, str(exc.detail), code=_http_code(exc.status_code))
+        return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(str(error.get("msg", "")) for error in exc.errors())
+        error = ApiError(400, f"invalid request: {problems}")
+        return JSONResponse(error.body(), status_code=400)
+
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={503: {"description": "Loading, failed to load, or shutting down"}},
+    )
     async def readyz() -> JSONResponse:
         """The model is loaded and warmed up (and the server is not shutting down)."""
         if context.shutting_down.is_set():
@@ -89,7 +108,7 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
             )
         return JSONResponse({"status": "loading", "model": settings.served_model}, status_code=503)
 
-    @app.get("/stats", tags=["health"])
+    @app.get("/stats", tags=["health"], responses=errors(401))
     async def stats() -> dict[str, object]:
         """Requests served, failed and failed over, and usage per backend since start."""
         body = scheduler.stats.as_dict()
@@ -100,12 +119,17 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
             body["remote_circuit"] = breaker.state.value
         return body
 
-    @app.get("/metrics", tags=["health"])
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}}, **errors(401)},
+    )
     async def metrics() -> Response:
         """Prometheus metrics."""
         return Response(context.metrics.exposition(), media_type=CONTENT_TYPE)
 
-    @app.post("/v1/realtime/client_secrets", tags=["auth"])
+    @app.post("/v1/realtime/client_secrets", tags=["auth"], responses=errors(400, 401))
     async def client_secrets(request: Request) -> dict[str, Any]:
         """A short-lived token for a browser, which cannot set headers on a websocket:
         connect to ``/v1/stream?token=...``. Needs an API key itself."""
@@ -123,6 +147,10 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
         await handle_stream(websocket, context)
 
     return app
+
+
+def _http_code(status: int) -> str | None:
+    return {404: "not_found", 405: "method_not_allowed"}.get(status)
 
 
 async def _json(request: Request) -> Any:

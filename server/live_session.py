@@ -158,9 +158,8 @@ class LiveSession:
         """The socket is gone: end the session, or keep it for a resume."""
         closed_sent = "session.closed" in link.sent_types
         server_closed = link.close_code in (CLOSE_POLICY, CLOSE_INTERNAL_ERROR)
-        resumable = (
-            self.settings.resume_grace_s > 0
-            and not (self._policy_closed or server_closed or self._client_ended)
+        resumable = self.settings.resume_grace_s > 0 and not (
+            self._policy_closed or server_closed or self._client_ended
         )
         if closed_sent or not resumable or self.context.shutting_down.is_set():
             self._end()

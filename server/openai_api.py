@@ -23,6 +23,7 @@ from starlette.datastructures import UploadFile
 
 from server import formats
 from server.errors import ApiError, BackendError
+from server.openapi_docs import TRANSCRIPTION_RESPONSES, errors
 from server.scheduler import InferenceScheduler
 from server.settings import ServerSettings
 from server.transcription import (
@@ -70,21 +71,31 @@ def build_router(settings: ServerSettings, multilingual: Any) -> APIRouter:
     """``multilingual()`` says whether the loaded model can detect languages and translate."""
     router = APIRouter(tags=["openai"])
 
-    @router.get("/v1/models")
+    @router.get("/v1/models", responses=errors(401))
     async def list_models() -> dict[str, Any]:
         return {"object": "list", "data": [_model(name) for name in served_model_ids(settings)]}
 
-    @router.get("/v1/models/{model_id:path}")
+    @router.get("/v1/models/{model_id:path}", responses=errors(401, 404))
     async def get_model(model_id: str) -> dict[str, Any]:
         if model_id not in served_model_ids(settings):
             raise _unknown_model(model_id)
         return _model(model_id)
 
-    @router.post("/v1/audio/transcriptions", openapi_extra=_OPENAPI_BODY)
+    @router.post(
+        "/v1/audio/transcriptions",
+        openapi_extra=_OPENAPI_BODY,
+        responses=TRANSCRIPTION_RESPONSES,
+        response_class=Response,
+    )
     async def transcriptions(request: Request) -> Response:
         return await _handle(request, settings, "transcribe", multilingual)
 
-    @router.post("/v1/audio/translations", openapi_extra=_OPENAPI_BODY)
+    @router.post(
+        "/v1/audio/translations",
+        openapi_extra=_OPENAPI_BODY,
+        responses=TRANSCRIPTION_RESPONSES,
+        response_class=Response,
+    )
     async def translations(request: Request) -> Response:
         return await _handle(request, settings, "translate", multilingual)
 
