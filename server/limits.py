@@ -94,8 +94,12 @@ def check_message_size(size: int, limits: SessionLimits) -> None:
 
 def check_session_length(elapsed_s: float, limits: SessionLimits) -> None:
     if limits.max_session_s and elapsed_s >= limits.max_session_s:
-        raise LimitExceeded(
-            f"the session reached max_session_s ({limits.max_session_s:g} s)",
-            code="session_too_long",
-            limit="max_session_s",
-        )
+        raise session_too_long(limits)
+
+
+def session_too_long(limits: SessionLimits) -> LimitExceeded:
+    return LimitExceeded(
+        f"the session reached max_session_s ({limits.max_session_s:g} s)",
+        code="session_too_long",
+        limit="max_session_s",
+    )

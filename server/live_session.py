@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections import OrderedDict
@@ -47,7 +48,12 @@ from server.events import (
     UtteranceStarted,
     UtteranceStopped,
 )
-from server.limits import AudioRateLimit, check_message_size, check_session_length
+from server.limits import (
+    AudioRateLimit,
+    check_message_size,
+    check_session_length,
+    session_too_long,
+)
 from server.session import Session
 from server.transcription import RequestKind, Segment, TranscribeRequest, Transcription
 from server.ws_link import (
@@ -282,15 +288,15 @@ class LiveSession:
         limits = self.context.limits
         elapsed = time.monotonic() - self._opened_at
         check_session_length(elapsed, limits)
-        waits = [limit for limit in (limits.idle_timeout_s,) if limit]
-        if limits.max_session_s:
-            waits.append(limits.max_session_s - elapsed)
-        if not waits:
+        idle_s = limits.idle_timeout_s or math.inf
+        remaining_s = limits.max_session_s - elapsed if limits.max_session_s else math.inf
+        if math.isinf(idle_s) and math.isinf(remaining_s):
             return await websocket.receive()
         try:
-            return await asyncio.wait_for(websocket.receive(), timeout=min(waits))
+            return await asyncio.wait_for(websocket.receive(), timeout=min(idle_s, remaining_s))
         except asyncio.TimeoutError:
-            check_session_length(time.monotonic() - self._opened_at, limits)
+            if remaining_s <= idle_s:
+                raise session_too_long(limits) from None
             raise LimitExceeded(
                 f"no message for idle_timeout_s ({limits.idle_timeout_s:g} s)",
                 code="idle_timeout",
