@@ -186,16 +186,57 @@ def failover(pcm: bytes, kill_at_s: float, restart_at_s: float) -> dict[str, flo
     }
 
 
+def transport(requests: int = 50, audio_s: float = 3.0) -> dict[str, float]:
+    """The remote path's own cost: a final of ``audio_s`` seconds sent to a StreamScribe with
+    the scripted backend (no model time), WAV encoding and multipart HTTP on loopback."""
+    import numpy as np
+
+    from server.backends.remote import RemoteTranscriber
+    from server.transcription import DecodeOptions
+
+    fake, port = start_server("--backend", "fake")
+    audio = (np.random.default_rng(0).normal(0, 0.1, int(16_000 * audio_s))).astype(np.float32)
+
+    async def measure() -> list[float]:
+        remote = RemoteTranscriber(f"http://127.0.0.1:{port}/v1", model="whisper-1")
+        await remote.start()
+        times = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            await remote.transcribe(audio, DecodeOptions(language="en", prompt="Earlier."))
+            times.append((time.perf_counter() - started) * 1000)
+        await remote.close()
+        return times
+
+    try:
+        times = asyncio.run(measure())
+    finally:
+        stop(fake)
+    return {
+        "requests": requests,
+        "audio_s": audio_s,
+        "round_trip_p50_ms": round(percentile(times, 50), 1),
+        "round_trip_p95_ms": round(percentile(times, 95), 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=8, help="English files in the stream")
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--transport-only", action="store_true", help="only the HTTP path's own cost"
+    )
     args = parser.parse_args(argv)
+    if args.transport_only:
+        print(json.dumps(transport(), indent=2))
+        return 0
     entries = english_files()[: args.files]
     pcm = build_stream(entries)
     audio_s = len(pcm) / 32_000
     reference = " ".join(entry["text"] for entry in entries)
     figures = {
+        "transport": transport(),
         "audio_s": round(audio_s, 1),
         **overhead(pcm, reference),
         "failover": failover(pcm, kill_at_s=audio_s * 0.3, restart_at_s=audio_s * 0.6),

@@ -11,42 +11,19 @@ import asyncio
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TextIO
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from client.session import (
+    ResumableSession,
+    SessionFailed,
+    StreamResult,
+    paced_chunks,
+    with_query,
+)
 from client.sources import SourceError, decode_file
 
-BYTES_PER_SAMPLE = 2
-
-
-@dataclass
-class StreamResult:
-    """What a streaming run saw: every event, stamped with the client's clock."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-    started_at: float = 0.0  # monotonic time when the first audio byte was sent
-    reconnects: int = 0  # connections lost and resumed
-    duplicates: int = 0  # finals received twice (dropped; the server should send none)
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["type"] == kind]
-
-    @property
-    def finals(self) -> list[dict[str, Any]]:
-        return self.of_type("transcript.final")
-
-    @property
-    def text(self) -> str:
-        return " ".join(event["text"] for event in self.finals if event["text"])
-
-
-def with_query(url: str, options: dict[str, Any]) -> str:
-    parts = urlsplit(url)
-    query = "&".join(filter(None, [parts.query, urlencode(options)]))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/v1/stream", query, ""))
+__all__ = ["StreamResult", "stream_pcm", "with_query"]
 
 
 async def stream_pcm(
@@ -63,154 +40,18 @@ async def stream_pcm(
     max_reconnects: int = 5,
 ) -> StreamResult:
     """Send PCM16 mono audio at ``speed`` times real time (None: as fast as the server reads),
-    then ``session.close``; return every event up to ``session.closed``.
-
-    If the connection drops, reconnect (up to ``max_reconnects`` times) and resume the session:
-    the server says which audio messages it has, the rest is sent again, and the finals missed
-    meanwhile arrive once (a final seen twice is dropped and counted in ``duplicates``).
-    """
-    stream = _ResumableStream(
+    then ``session.close``; return every event up to ``session.closed``. A dropped connection
+    is resumed (up to ``max_reconnects`` times)."""
+    session = ResumableSession(
         url,
-        pcm,
-        sample_rate_hz=sample_rate_hz,
-        speed=speed,
-        chunk_ms=chunk_ms,
-        options=options or {},
+        paced_chunks(pcm, sample_rate_hz=sample_rate_hz, chunk_ms=chunk_ms, speed=speed),
+        options={"sample_rate": sample_rate_hz, **(options or {})},
         on_event=on_event,
+        headers=headers,
         open_timeout_s=open_timeout_s,
-        headers=headers or {},
+        max_reconnects=max_reconnects,
     )
-    return await stream.run(max_reconnects)
-
-
-class _ResumableStream:
-    def __init__(
-        self,
-        url: str,
-        pcm: bytes,
-        *,
-        sample_rate_hz: int,
-        speed: float | None,
-        chunk_ms: int,
-        options: dict[str, Any],
-        on_event: Callable[[dict[str, Any]], None] | None,
-        open_timeout_s: float,
-        headers: dict[str, str],
-    ) -> None:
-        chunk_bytes = max(sample_rate_hz * chunk_ms // 1000, 1) * BYTES_PER_SAMPLE
-        # Message n (1-based) is chunks[n - 1]: the server counts audio messages the same way.
-        self.chunks = [
-            pcm[offset : offset + chunk_bytes] for offset in range(0, len(pcm), chunk_bytes)
-        ]
-        self.url = url
-        self.sample_rate_hz = sample_rate_hz
-        self.speed = speed
-        self.chunk_ms = chunk_ms
-        self.options = options
-        self.on_event = on_event
-        self.open_timeout_s = open_timeout_s
-        self.headers = headers
-        self.result = StreamResult()
-        self.session_id: str | None = None
-        self.resume_token: str | None = None
-        self.last_final_id = 0
-        self.next_message = 0  # index into chunks of the next message to send
-        self.closed = False
-        self._seen_outcomes: set[tuple[int, bool]] = set()
-
-    async def run(self, max_reconnects: int) -> StreamResult:
-        import websockets
-
-        attempt = 0
-        while True:
-            try:
-                await self._connection()
-                return self.result
-            except (websockets.ConnectionClosedError, OSError):
-                if self.closed or self.session_id is None or attempt >= max_reconnects:
-                    raise
-                attempt += 1
-                self.result.reconnects += 1
-                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
-
-    def _target(self) -> str:
-        if self.session_id is None:
-            return with_query(self.url, {"sample_rate": self.sample_rate_hz, **self.options})
-        return with_query(
-            self.url,
-            {
-                "session_id": self.session_id,
-                "resume_token": self.resume_token or "",
-                "last_final_id": self.last_final_id,
-            },
-        )
-
-    async def _connection(self) -> None:
-        import websockets
-
-        resuming = self.session_id is not None
-        async with websockets.connect(
-            self._target(),
-            open_timeout=self.open_timeout_s,
-            max_size=None,
-            ping_interval=None,
-            additional_headers=self.headers,
-        ) as websocket:
-            if resuming:
-                # Until the server says where it stands, nothing is sent.
-                self._receive(json.loads(await websocket.recv()))
-            receiver = asyncio.create_task(self._receive_all(websocket))
-            if not self.result.started_at:
-                self.result.started_at = time.monotonic()
-            try:
-                await self._send_audio(websocket, receiver)
-                await receiver
-            finally:
-                receiver.cancel()
-
-    async def _send_audio(self, websocket: Any, receiver: asyncio.Task[None]) -> None:
-        while self.next_message < len(self.chunks) and not receiver.done():
-            if self.speed:
-                due = self.result.started_at + self.next_message * self.chunk_ms / 1000 / self.speed
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await websocket.send(self.chunks[self.next_message])
-            self.next_message += 1
-        if not receiver.done():
-            await websocket.send(json.dumps({"type": "session.close"}))
-
-    async def _receive_all(self, websocket: Any) -> None:
-        async for raw in websocket:
-            if self._receive(json.loads(raw)):
-                return
-
-    def _receive(self, event: dict[str, Any]) -> bool:
-        """Record one event; True once the session is closed."""
-        kind = event["type"]
-        if kind == "session.created":
-            self.session_id = event["session_id"]
-            self.resume_token = event.get("resume_token")
-        elif kind == "session.resumed":
-            # Everything after what the server processed goes again.
-            self.next_message = min(self.next_message, event["last_audio_seq"])
-        elif kind == "error" and event.get("code") == "resume_failed":
-            self.closed = True  # nothing to resume: give up rather than start over silently
-        if kind == "transcript.final" or (kind == "error" and "utterance_id" in event):
-            outcome = (event["utterance_id"], bool(event.get("retried")))
-            if outcome in self._seen_outcomes:
-                self.result.duplicates += 1
-                return False
-            self._seen_outcomes.add(outcome)
-            self.last_final_id = max(self.last_final_id, event["utterance_id"])
-        event["received_at"] = time.monotonic()
-        self.result.events.append(event)
-        if self.on_event is not None:
-            self.on_event(event)
-        if kind == "session.closed":
-            self.closed = True
-            return True
-        return False
+    return await session.run()
 
 
 class TerminalView:
@@ -301,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
                 max_reconnects=args.max_reconnects,
             )
         )
+    except SessionFailed as exc:
+        print(f"streamscribe stream: {exc}", file=sys.stderr)
+        return 1
     except (OSError, asyncio.TimeoutError) as exc:
         print(f"streamscribe stream: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1

@@ -7,12 +7,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.backends import make_transcriber
@@ -25,11 +27,12 @@ from server.openai_api import build_router
 from server.openapi_docs import errors
 from server.scheduler import InferenceScheduler
 from server.settings import ServerSettings
-from server.stream_endpoint import handle_stream
+from server.stream_endpoint import handle_stream, handle_watch
 
 log = logging.getLogger("streamscribe")
 
 MAX_TOKEN_TTL_S = 7200
+WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 
 
 def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = None) -> FastAPI:
@@ -145,6 +148,22 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
         await handle_stream(websocket, context)
+
+    @app.websocket("/v1/watch/{session_id}")
+    async def watch_stream(websocket: WebSocket, session_id: str) -> None:
+        await handle_watch(websocket, context, session_id)
+
+    @app.get("/", include_in_schema=False)
+    async def capture_page() -> FileResponse:
+        """The browser microphone page."""
+        return FileResponse(WEB_DIR / "index.html")
+
+    @app.get("/watch/{session_id}", include_in_schema=False)
+    async def watch_page(session_id: str) -> FileResponse:
+        """Read-only live captions of a session (the share link adds its watch_token)."""
+        return FileResponse(WEB_DIR / "watch.html")
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 
     return app
 

@@ -14,7 +14,9 @@ from server.auth import bearer
 from server.context import ServerContext
 from server.errors import ApiError, Unauthorized
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})
+# The pages and their scripts hold no data; the websockets they open are checked.
+OPEN_PREFIXES = ("/static/", "/watch/")
 ROUTES = (
     "/v1/audio/transcriptions",
     "/v1/audio/translations",
@@ -36,6 +38,8 @@ def route_label(path: str) -> str:
         return "/v1/models/{id}"
     if path.startswith("/watch/"):
         return "/watch/{id}"
+    if path.startswith("/static/"):
+        return "/static"
     return path if path in ROUTES else "other"
 
 
@@ -67,7 +71,8 @@ class AccessMiddleware:
 
     def _authenticate(self, scope: Scope) -> JSONResponse | None:
         authenticator = self.context.authenticator
-        if not authenticator.enabled or scope["path"] in OPEN_PATHS:
+        path = scope["path"]
+        if not authenticator.enabled or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return None
         if scope["method"] == "OPTIONS":
             return None  # CORS preflight carries no credentials

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamscribe.stream")
 
 FINAL_LOG_SIZE = 1000
+MAX_WATCHERS = 200
 # Close codes a client sends on purpose (closing the tab, quitting): the session ends with
 # them. Anything else (1006: the connection just died) leaves the session resumable.
 CLIENT_ENDED = frozenset({CLOSE_NORMAL, CLOSE_GOING_AWAY})
@@ -83,6 +84,8 @@ class LiveSession:
         self.session_id = session.session_id
         self.principal = principal
         self.resume_token = secrets.token_urlsafe(24)
+        self.watch_token = secrets.token_urlsafe(16)
+        self._watchers: set[WebsocketLink] = set()
         self.scheduler = context.scheduler
         self.settings = context.settings
         self.metrics = context.metrics
@@ -143,6 +146,7 @@ class LiveSession:
                     self.session.options,
                     self.context.served_models[0],
                     resume_token=self.resume_token,
+                    watch_token=self.watch_token,
                 )
             )
         else:
@@ -203,11 +207,48 @@ class LiveSession:
         if self._expiry is not None:
             self._expiry.cancel()
         self.scheduler.cancel_session(self.session_id)
+        for watcher in list(self._watchers):
+            watcher.send(self._closed_message or protocol.session_closed(self.session_id, "ended"))
+            watcher.close(CLOSE_NORMAL, "session ended")
         self.context.live_sessions.pop(self.session_id, None)
         self.context.sessions.release(self.principal.key_id)
         self.metrics.record_session_closed()
         self.finished.set()
         self.log.info("session %s ended", self.session_id)
+
+    async def watch(self, websocket: WebSocket) -> None:
+        """Serve a read-only viewer: every final so far, then partials and finals as they come,
+        until the session ends or the viewer leaves."""
+        if len(self._watchers) >= MAX_WATCHERS:
+            raise LimitExceeded(
+                f"this session already has {MAX_WATCHERS} viewers",
+                code="too_many_watchers",
+                limit="max_watchers",
+            )
+        link = WebsocketLink(
+            websocket,
+            max_pending=self.settings.max_pending_events,
+            send_timeout_s=self.settings.send_timeout_s,
+            log=self.log,
+        )
+        finals = [m for m in self._final_log.values() if m["type"] == "transcript.final"]
+        link.send(protocol.watch_started(self.session_id, len(finals)))
+        for message in finals:
+            link.send(message)
+        self._watchers.add(link)
+        writer = asyncio.create_task(link.run_writer())
+        reader = asyncio.create_task(_read_until_closed(websocket))
+        try:
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._watchers.discard(link)
+            for task in (reader, writer):
+                task.cancel()
+            await asyncio.gather(reader, writer, return_exceptions=True)
+
+    def _broadcast(self, message: dict[str, Any]) -> None:
+        for watcher in list(self._watchers):
+            watcher.send(message)
 
     def drain(self, reason: str) -> None:
         """Server shutdown: end the stream as if the client had closed it; finals follow, then
@@ -344,6 +385,7 @@ class LiveSession:
                 self.scheduler.cancel(event.request_id)
             elif isinstance(event, SessionDrained):
                 self._closed_message = protocol.session_closed(self.session_id, self._close_reason)
+                self._broadcast(self._closed_message)
                 self._send(self._closed_message)
                 self._close(CLOSE_NORMAL, "session closed")
             elif isinstance(event, FinalText):
@@ -358,7 +400,9 @@ class LiveSession:
                 started_at = self._started_at.pop(event.utterance_id, None)
                 first_s = time.monotonic() - started_at if started_at is not None else None
                 self.metrics.record_partial(first_s, event.backend or "unknown")
-                self._send(protocol.event_message(self.session_id, event))
+                message = protocol.event_message(self.session_id, event)
+                self._broadcast(message)
+                self._send(message)
             elif isinstance(event, SessionError):
                 self.metrics.record_error(event.code)
                 message = protocol.event_message(self.session_id, event)
@@ -379,6 +423,7 @@ class LiveSession:
                 "session %s utterance %s final: %s", self.session_id, event.utterance_id, event.text
             )
         self._log_final(event.utterance_id, message)
+        self._broadcast(message)
         self._send(message)
 
     def _log_final(self, utterance_id: int, message: dict[str, Any]) -> None:
@@ -467,3 +512,11 @@ def check_session_choices(context: ServerContext, changes: dict[str, Any]) -> No
             f"{', '.join(available)}",
             code="invalid_session",
         )
+
+
+async def _read_until_closed(websocket: WebSocket) -> None:
+    """A viewer sends nothing that matters; reading notices when it leaves."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return

@@ -107,12 +107,26 @@ def new_session_id() -> str:
 
 
 def session_created(
-    session_id: str, options: SessionOptions, model: str, *, resume_token: str | None = None
+    session_id: str,
+    options: SessionOptions,
+    model: str,
+    *,
+    resume_token: str | None = None,
+    watch_token: str | None = None,
 ) -> dict[str, Any]:
     message = _base("session.created", session_id)
     message.update(protocol=PROTOCOL_VERSION, model=model, session=options.model_dump())
     if resume_token is not None:
         message["resume_token"] = resume_token
+    if watch_token is not None:
+        message["watch_token"] = watch_token
+    return message
+
+
+def watch_started(session_id: str, finals_so_far: int) -> dict[str, Any]:
+    """First message to a viewer; the ``finals_so_far`` finals follow at once."""
+    message = _base("watch.started", session_id)
+    message["finals"] = finals_so_far
     return message
 
 

@@ -100,3 +100,21 @@ def _find_resumable(
     if not raw.isdigit():
         raise InvalidMessage("last_final_id must be the id of the last final received, or 0")
     return live, int(raw)
+
+
+async def handle_watch(websocket: WebSocket, context: ServerContext, session_id: str) -> None:
+    """A read-only viewer of a running session (``/v1/watch/{session_id}?watch_token=``): the
+    share link is the credential, so meeting screens need no API key."""
+    await websocket.accept()
+    live = context.live_sessions.get(session_id)
+    token = websocket.query_params.get("watch_token", "")
+    try:
+        if live is None or not hmac.compare_digest(live.watch_token, token):
+            raise Unauthorized(
+                "no running session with that id and watch token (it may have ended)",
+                code="watch_failed",
+            )
+        await live.watch(websocket)
+    except PeerError as exc:
+        context.metrics.record_error(exc.code)
+        await refuse(websocket, protocol.error(session_id, exc.code, exc.message), CLOSE_POLICY)

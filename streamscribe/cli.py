@@ -10,7 +10,9 @@ from streamscribe import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from client import mic as mic_command
     from client import stream as stream_command
+    from client import voice_typing as type_command
     from server import cli as serve_command
 
     parser = argparse.ArgumentParser(
@@ -24,6 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
     stream_command.add_arguments(
         commands.add_parser(
             "stream", help="stream an audio file to a server", description=stream_command.__doc__
+        )
+    )
+    mic_command.add_arguments(
+        commands.add_parser(
+            "mic", help="live captions from the microphone", description=mic_command.__doc__
+        )
+    )
+    type_command.add_arguments(
+        commands.add_parser(
+            "type", help="type what you say into any application", description=type_command.__doc__
         )
     )
     hash_key = commands.add_parser(
