@@ -33,6 +33,7 @@ MARKS = {
 BREAKS = {("new", "line"): "\n", ("new", "paragraph"): "\n\n"}
 SCRATCH = ("scratch", "that")
 SENTENCE_END = (".", "?", "!", "\n")
+_MARK_TEXTS = tuple(set(MARKS.values()))
 _TRAILING_PUNCTUATION = re.compile(r"[.,;:!?]+$")
 
 
@@ -96,7 +97,7 @@ class SpokenCommands:
         if not text:
             return Edit()
         previous = "".join(self._typed)
-        if previous and not previous.endswith("\n") and not text.startswith(("\n", ",", ".")):
+        if previous and not previous.endswith("\n") and not text.startswith(("\n", *_MARK_TEXTS)):
             text = " " + text
         if previous.endswith(SENTENCE_END) or not previous:
             text = _capitalize_first(text)

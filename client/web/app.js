@@ -147,6 +147,10 @@ $("#copy").addEventListener("click", async () => {
     $("#notice").textContent = `Cannot copy: ${error.message}`;
   }
 });
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") document.body.classList.remove("caption-view");
+});
+$("main").addEventListener("dblclick", () => document.body.classList.remove("caption-view"));
 $("#captions").addEventListener("click", () => {
   document.body.classList.toggle("caption-view");
   if (document.body.classList.contains("caption-view")) {

@@ -46,4 +46,8 @@ function connect() {
 }
 
 $("#captions").addEventListener("click", () => document.body.classList.toggle("caption-view"));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") document.body.classList.remove("caption-view");
+});
+$("main").addEventListener("dblclick", () => document.body.classList.remove("caption-view"));
 connect();

@@ -141,10 +141,11 @@ def test_the_page_captions_real_speech_and_a_viewer_sees_the_same_finals(server,
         finals = final_texts(page)
         viewer.wait_for_selector("#status[data-state='closed']", timeout=TIMEOUT_S * 1000)
         seen_by_viewer = final_texts(viewer)
+        srt = download(page, "#download-srt")
+        page.screenshot(path=str(ARTIFACTS / "browser-page.png"))
         page.click("#captions")
         page.screenshot(path=str(ARTIFACTS / "browser-caption-view.png"))
         viewer.screenshot(path=str(ARTIFACTS / "browser-viewer.png"))
-        srt = download(page, "#download-srt")
     assert not errors, errors
     text = " ".join(finals)
     assert wer(reference(), text) <= 0.3, text
@@ -179,9 +180,10 @@ def test_a_denied_microphone_gets_a_clear_message(server, speech_wav):
         page.goto(server.http_url + "/")
         page.click("#start")
         page.wait_for_selector("#status[data-state='error']", timeout=TIMEOUT_S * 1000)
-        assert "denied" in page.inner_text("#status") or "microphone" in page.inner_text(
-            "#status"
-        ).lower()
+        assert (
+            "denied" in page.inner_text("#status")
+            or "microphone" in page.inner_text("#status").lower()
+        )
 
 
 def test_the_page_resumes_after_the_connection_drops(server, speech_wav):
