@@ -170,6 +170,8 @@ class ResumableSession:
                     raise SessionFailed(
                         f"{self.refusal['code']}: {self.refusal['message']}"
                     ) from None
+                if self.session_id is None:
+                    raise SessionFailed(f"cannot reach {self.url}: {exc}") from exc
                 if attempt >= self.max_reconnects:
                     raise SessionFailed(f"connection lost and not restored: {exc}") from exc
                 attempt += 1
