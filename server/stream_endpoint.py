@@ -117,4 +117,5 @@ async def handle_watch(websocket: WebSocket, context: ServerContext, session_id:
         await live.watch(websocket)
     except PeerError as exc:
         context.metrics.record_error(exc.code)
-        await refuse(websocket, protocol.error(session_id, exc.code, exc.message), CLOSE_POLICY)
+        close = CLOSE_TRY_AGAIN_LATER if isinstance(exc, LimitExceeded) else CLOSE_POLICY
+        await refuse(websocket, protocol.error(session_id, exc.code, exc.message), close)
