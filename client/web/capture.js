@@ -17,15 +17,24 @@ export class Microphone {
     if (!navigator.mediaDevices?.getUserMedia) {
       throw new Error("This browser cannot capture audio here (it needs https or localhost).");
     }
-    this.stream = await navigator.mediaDevices.getUserMedia({
-      audio: {
-        deviceId: deviceId ? { exact: deviceId } : undefined,
-        channelCount: 1,
-        echoCancellation: true,
-        noiseSuppression: true,
-      },
-    });
+    // Created before the first await, while the click still counts as a user gesture: browsers
+    // (Firefox especially) keep an AudioContext made later suspended, and it would hear nothing.
     this.context = new AudioContext();
+    try {
+      this.stream = await navigator.mediaDevices.getUserMedia({
+        audio: {
+          deviceId: deviceId ? { exact: deviceId } : undefined,
+          channelCount: 1,
+          echoCancellation: true,
+          noiseSuppression: true,
+        },
+      });
+    } catch (error) {
+      await this.context.close();
+      this.context = null;
+      throw error;
+    }
+    this.context.resume(); // not awaited: it waits for a gesture when autoplay is blocked
     await this.context.audioWorklet.addModule(new URL("./pcm-worklet.js", import.meta.url));
     const source = this.context.createMediaStreamSource(this.stream);
     this.node = new AudioWorkletNode(this.context, "pcm-worklet");
@@ -34,6 +43,7 @@ export class Microphone {
   }
 
   async stop() {
+    if (this.context?.state === "closed") return;
     this.node?.port.postMessage("flush");
     await new Promise((resolve) => setTimeout(resolve, 50)); // let the last chunk arrive
     this.stream?.getTracks().forEach((track) => track.stop());

@@ -1,0 +1,57 @@
+"""The browser page in Firefox ESR (driven over WebDriver BiDi, see firefox.py). Firefox cannot
+capture into a 16 kHz AudioContext, so this is where the page's own resampling runs: the audio
+the server receives must last as long as the time the microphone was live."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from server.app import create_app
+from server.backends.fake import ScriptedTranscriber
+from server.settings import ServerSettings
+from tests.client.firefox import firefox, firefox_path
+from tests.support import TIMEOUT_S, require, running_server
+
+
+def audio_seconds(base_url: str) -> float:
+    for family in text_string_to_metric_families(httpx.get(base_url + "/metrics").text):
+        for sample in family.samples:
+            if sample.name == "streamscribe_audio_seconds_total":
+                return sample.value
+    return 0.0
+
+
+def test_the_page_streams_16k_audio_from_firefox():
+    executable = firefox_path()
+    require(executable is not None, "Firefox not installed (Debian: apt-get install firefox-esr)")
+    assert executable is not None
+    settings = ServerSettings(backend="fake", model="fake-model")
+    with running_server(create_app(settings, ScriptedTranscriber(["tone"]))) as server:
+
+        async def scenario() -> tuple[float, float, str, list[str]]:
+            async with firefox(executable) as browser:
+                await browser.navigate(server.http_url + "/")
+                await browser.click("#start")
+                await browser.wait_for(
+                    "document.querySelector('#status').dataset.state === 'live'", TIMEOUT_S
+                )
+                before, started = audio_seconds(server.http_url), time.monotonic()
+                await asyncio.sleep(4)
+                received = audio_seconds(server.http_url) - before
+                elapsed = time.monotonic() - started
+                await browser.click("#stop")
+                await browser.wait_for(
+                    "document.querySelector('#status').dataset.state === 'closed'", TIMEOUT_S
+                )
+                status = await browser.evaluate("document.querySelector('#status').textContent")
+                return received, elapsed, status, browser.log_errors
+
+        received, elapsed, status, errors = asyncio.run(scenario())
+    assert not errors, errors
+    assert status == "Session closed"
+    # 100 ms messages arrive steadily; the window's edges cost at most a message or two.
+    assert abs(received - elapsed) <= 0.5, (received, elapsed)
