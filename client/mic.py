@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -71,19 +72,39 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def capture(args: argparse.Namespace, on_event: Callable[[dict[str, Any]], None]) -> int:
+    rate, chunks = open_audio(args)
+    if not args.json:
+        print("Listening… (Ctrl-C to stop)", file=sys.stderr)
+    return await run_session(args, rate, chunks, on_event, max_reconnects=args.max_reconnects)
+
+
+def open_audio(args: argparse.Namespace) -> tuple[int, AsyncIterator[bytes]]:
+    """The sample rate and chunks of ``--source-file`` (at real-time pace) or the microphone."""
+    if args.source_file:
+        rate = 16_000
+        pcm = decode_file(args.source_file, rate)
+        return rate, paced_chunks(pcm, sample_rate_hz=rate, chunk_ms=100, speed=1.0)
     device: int | str | None = args.device
     if isinstance(device, str) and device.isdigit():
         device = int(device)
-    if args.source_file:
-        rate = 16_000
-        chunks = paced_chunks(
-            decode_file(args.source_file, rate), sample_rate_hz=rate, chunk_ms=100, speed=1.0
-        )
-    else:
-        rate = pick_rate(device)
-        chunks = microphone_chunks(device, rate)
+    rate = pick_rate(device)
+    return rate, microphone_chunks(device, rate)
+
+
+async def run_session(
+    args: argparse.Namespace,
+    rate: int,
+    chunks: AsyncIterator[bytes],
+    on_event: Callable[[dict[str, Any]], None],
+    *,
+    max_reconnects: int,
+) -> int:
+    """Stream until the source ends or Ctrl-C, which ends the session cleanly: the words
+    already said still get their finals."""
     stop = asyncio.Event()
-    options = {"sample_rate": rate}
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+    options: dict[str, Any] = {"sample_rate": rate}
     options.update({k: v for k, v in (("language", args.language), ("prompt", args.prompt)) if v})
     session = ResumableSession(
         args.url,
@@ -91,15 +112,8 @@ async def capture(args: argparse.Namespace, on_event: Callable[[dict[str, Any]],
         options=options,
         on_event=on_event,
         headers=auth_headers(),
-        max_reconnects=args.max_reconnects,
+        max_reconnects=max_reconnects,
     )
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):
-        import signal
-
-        loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C: finish, do not abort
-    if not args.json:
-        print("Listening… (Ctrl-C to stop)", file=sys.stderr)
     result = await session.run()
     return 0 if result.of_type("session.closed") else 1
 

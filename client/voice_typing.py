@@ -15,12 +15,11 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from client.mic import until
-from client.microphone import MicrophoneError, microphone_chunks, pick_rate
-from client.session import ResumableSession, SessionFailed, paced_chunks
-from client.sources import SourceError, decode_file
+from client.mic import open_audio, run_session
+from client.microphone import MicrophoneError
+from client.session import SessionFailed
+from client.sources import SourceError
 from client.spoken import SpokenCommands
-from client.stream import auth_headers
 from client.typers import TYPER_NAMES, TyperError, make_typer
 
 
@@ -66,39 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def listen(args: argparse.Namespace, on_event: Any) -> int:
-    if args.source_file:
-        rate = 16_000
-        chunks = paced_chunks(
-            decode_file(args.source_file, rate), sample_rate_hz=rate, chunk_ms=100, speed=1.0
-        )
-    else:
-        device: int | str | None = args.device
-        if isinstance(device, str) and device.isdigit():
-            device = int(device)
-        rate = pick_rate(device)
-        chunks = microphone_chunks(device, rate)
+    rate, chunks = open_audio(args)
     if args.hotkey:
         chunks = gated(chunks, Hotkey(args.hotkey, args.mode))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    try:
-        import signal
-
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-    except (NotImplementedError, RuntimeError):
-        pass
-    options = {"sample_rate": rate}
-    options.update({k: v for k, v in (("language", args.language), ("prompt", args.prompt)) if v})
-    session = ResumableSession(
-        args.url,
-        until(chunks, stop),
-        options=options,
-        on_event=on_event,
-        headers=auth_headers(),
-        max_reconnects=100,
-    )
-    result = await session.run()
-    return 0 if result.of_type("session.closed") else 1
+    return await run_session(args, rate, chunks, on_event, max_reconnects=100)
 
 
 class Hotkey:

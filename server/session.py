@@ -29,6 +29,7 @@ each one's prompt carries the previous finals' text.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -581,23 +582,18 @@ class Session:
             text = utterance.agreement.finalize(text)
         # else: partials heard audio past the cut, so their stable words may belong to the next
         # utterance; the final of a forced cut is its own transcription, or words would repeat.
-        language = answer.language or self.options.language
-        if text and not dropped:
-            self.prompt.receive_final(text, language)
-        return FinalText(
-            utterance_id=utterance.utterance_id,
-            text=text,
-            start_samples=utterance.start_samples,
-            end_samples=utterance.end_samples,
-            reason=utterance.end_reason,
-            language=language,
-            prompt=request.options.prompt,
-            backend=answer.backend,
-            inference_ms=answer.inference_ms,
-            dropped=dropped,
-            usage=answer.usage,
-            failover_reason=answer.failover_reason,
+        final = _final_text(
+            utterance.utterance_id,
+            (utterance.start_samples, utterance.end_samples),
+            utterance.end_reason,
+            request,
+            answer,
+            (text, dropped),
+            self.options.language,
         )
+        if text and not dropped:
+            self.prompt.receive_final(text, final.language)
+        return final
 
     def _keep_failed(self, utterance: _Utterance, request: TranscribeRequest) -> None:
         assert utterance.end_samples is not None
@@ -620,23 +616,17 @@ class Session:
         )
 
     def _retried_final(self, failed: _FailedUtterance, answer: Transcription) -> FinalText:
-        text, dropped = filter_transcription(answer, self.thresholds)
         assert failed.retry_request is not None
-        return FinalText(
-            utterance_id=failed.utterance_id,
-            text=text,
-            start_samples=failed.start_samples,
-            end_samples=failed.end_samples,
-            reason=failed.reason,
-            language=answer.language or self.options.language,
-            prompt=failed.retry_request.options.prompt,
-            backend=answer.backend,
-            inference_ms=answer.inference_ms,
-            dropped=dropped,
-            usage=answer.usage,
-            failover_reason=answer.failover_reason,
-            retried=True,
+        final = _final_text(
+            failed.utterance_id,
+            (failed.start_samples, failed.end_samples),
+            failed.reason,
+            failed.retry_request,
+            answer,
+            filter_transcription(answer, self.thresholds),
+            self.options.language,
         )
+        return dataclasses.replace(final, retried=True)
 
     def _finish_if_drained(self) -> list[Event]:
         retrying = any(failed.retry_request for failed in self._failed.values())
@@ -644,3 +634,30 @@ class Session:
             self.closed = True
             return [SessionDrained()]
         return []
+
+
+def _final_text(
+    utterance_id: int,
+    span: tuple[int, int],
+    reason: str,
+    request: TranscribeRequest,
+    answer: Transcription,
+    filtered: tuple[str, str | None],
+    session_language: str | None,
+) -> FinalText:
+    """The final event for an answer, with the text the quality filter (and agreement) left."""
+    text, dropped = filtered
+    return FinalText(
+        utterance_id=utterance_id,
+        text=text,
+        start_samples=span[0],
+        end_samples=span[1],
+        reason=reason,
+        language=answer.language or session_language,
+        prompt=request.options.prompt,
+        backend=answer.backend,
+        inference_ms=answer.inference_ms,
+        dropped=dropped,
+        usage=answer.usage,
+        failover_reason=answer.failover_reason,
+    )

@@ -31,3 +31,14 @@ def bursts(*pattern_ms: int) -> np.ndarray:
     """Alternating silence and tone: bursts(500, 1000, 700, ...) = 500 ms silence, 1 s tone..."""
     parts = [silence(ms) if index % 2 == 0 else tone(ms) for index, ms in enumerate(pattern_ms)]
     return np.concatenate(parts)
+
+
+def write_wav(path, pcm: bytes, rate_hz: int = RATE_HZ) -> None:
+    """PCM16 mono bytes as a WAV file (what fake microphones and --source-file read)."""
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate_hz)
+        out.writeframes(pcm)

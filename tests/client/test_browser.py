@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import threading
-import wave
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from client.sources import decode_file
 from server.app import create_app
 from server.settings import ServerSettings
+from tests.audio import write_wav
 from tests.server.cutting_proxy import CuttingProxy
 from tests.support import ROOT, TIMEOUT_S, manifest, require, require_model, running_server
 from tests.support import shared_file as shared
@@ -44,11 +44,7 @@ def speech_wav(tmp_path_factory) -> Path:
     """The fake microphone plays a WAV file: the shared file, as 16 kHz mono, then silence."""
     pcm = decode_file(shared(SPEECH_FILE), 16_000) + b"\x00\x00" * 16_000 * 2
     path = tmp_path_factory.mktemp("mic") / "speech.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16_000)
-        out.writeframes(pcm)
+    write_wav(path, pcm)
     return path
 
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import wave
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from client.spoken import Edit, SpokenCommands
 from server.app import create_app
 from server.backends.fake import ScriptedTranscriber
 from server.settings import ServerSettings
-from tests.audio import bursts, pcm16
+from tests.audio import bursts, pcm16, write_wav
 from tests.server.cutting_proxy import CuttingProxy
 from tests.support import ROOT, TIMEOUT_S, running_server
 
@@ -33,11 +32,7 @@ SPEECH = pcm16(bursts(300, 1500, 900, 1800, 900, 1200, 1200))
 @pytest.fixture
 def speech_file(tmp_path) -> Path:
     path = tmp_path / "speech.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16_000)
-        out.writeframes(SPEECH)
+    write_wav(path, SPEECH)
     return path
 
 

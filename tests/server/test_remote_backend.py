@@ -19,28 +19,11 @@ from server.backends.remote import RemoteTranscriber
 from server.backends.resilience import Backoff, CircuitBreaker, CircuitState
 from server.errors import RemoteError, UsageError
 from server.transcription import DecodeOptions
-from tests.server.fault_remote import FaultyRemote
-from tests.support import run, running_server
+from tests.support import run
 
 SECRET = "sk-test-0123456789abcdefSECRET"
 AUDIO = np.zeros(16_000, dtype=np.float32)  # one second
 OPTIONS = DecodeOptions(language="en", prompt="Earlier words.")
-
-
-@pytest.fixture(scope="module")
-def remote():
-    faulty = FaultyRemote()
-    with running_server(faulty.app) as running:
-        faulty.url = running.http_url + "/v1"
-        yield faulty
-
-
-@pytest.fixture
-def fresh(remote):
-    remote.requests.clear()
-    remote.set_schedule([])
-    remote.models_status = 200
-    return remote
 
 
 @contextlib.contextmanager

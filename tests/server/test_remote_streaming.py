@@ -22,27 +22,10 @@ from server.backends import make_remote_transcriber
 from server.backends.fake import ScriptedTranscriber
 from server.settings import ServerSettings
 from tests.audio import bursts, pcm16
-from tests.server.fault_remote import FaultyRemote
 from tests.server.test_remote_backend import SECRET
 from tests.support import ROOT, TIMEOUT_S, run, running_server
 
 FOUR_UTTERANCES = pcm16(bursts(300, 1000, 900, 1000, 900, 1000, 900, 1000, 900))
-
-
-@pytest.fixture(scope="module")
-def remote():
-    faulty = FaultyRemote()
-    with running_server(faulty.app) as running:
-        faulty.url = running.http_url + "/v1"
-        yield faulty
-
-
-@pytest.fixture
-def fresh(remote):
-    remote.requests.clear()
-    remote.set_schedule([])
-    remote.models_status = 200
-    return remote
 
 
 def front_server(remote_url: str, *, fallback: bool, **overrides):
