@@ -289,19 +289,7 @@ class Session:
         shown_tail = utterance.last_partial[1] if utterance.last_partial else ""
         if len(tail_words) <= len(words_of(shown_tail)):
             return []  # a new request starts from the utterance's beginning: never shrink
-        tail = " ".join(tail_words)
-        utterance.last_partial = (stable, tail)
-        shown = " ".join(part for part in (stable, tail) if part)
-        return [
-            PartialText(
-                utterance.utterance_id,
-                shown,
-                stable,
-                utterance.start_samples,
-                request.end_samples,
-                backend,
-            )
-        ]
+        return [_show_partial(utterance, stable, " ".join(tail_words), request, backend)]
 
     def receive_retry(self, utterance_id: int) -> list[Event]:
         """``utterance.retry``: transcribe a failed utterance's kept audio again."""
@@ -542,18 +530,7 @@ class Session:
         stable, unstable = utterance.agreement.receive_hypothesis(text)
         if (stable, unstable) == utterance.last_partial or not (stable or unstable):
             return []
-        utterance.last_partial = (stable, unstable)
-        shown = " ".join(part for part in (stable, unstable) if part)
-        return [
-            PartialText(
-                utterance.utterance_id,
-                shown,
-                stable,
-                utterance.start_samples,
-                request.end_samples,
-                answer.backend,
-            )
-        ]
+        return [_show_partial(utterance, stable, unstable, request, answer.backend)]
 
     def _emit_ready_finals(self) -> list[Event]:
         """Finals of ended utterances whose answers are in, oldest first, stopping at a gap."""
@@ -660,4 +637,19 @@ def _final_text(
         dropped=dropped,
         usage=answer.usage,
         failover_reason=answer.failover_reason,
+    )
+
+
+def _show_partial(
+    utterance: _Utterance, stable: str, tail: str, request: TranscribeRequest, backend: str
+) -> PartialText:
+    """Remember what the partial shows (stable words, then the tail), and make its event."""
+    utterance.last_partial = (stable, tail)
+    return PartialText(
+        utterance.utterance_id,
+        " ".join(part for part in (stable, tail) if part),
+        stable,
+        utterance.start_samples,
+        request.end_samples,
+        backend,
     )
