@@ -36,7 +36,6 @@ from server.transcription import (
 )
 from streamscribe.audio_files import AudioDecodeError, decode_pcm16
 
-OPENAI_MODEL_NAMES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 MIN_AUDIO_S = 0.1
 SAMPLE_RATE_HZ = 16_000
 _request_ids = itertools.count(1_000_000_000)
@@ -64,7 +63,7 @@ _OPENAPI_BODY = {
 
 
 def served_model_ids(settings: ServerSettings) -> list[str]:
-    return list(dict.fromkeys([*OPENAI_MODEL_NAMES, settings.served_model]))
+    return list(settings.model_routes)
 
 
 def build_router(settings: ServerSettings, multilingual: Any) -> APIRouter:
@@ -143,6 +142,7 @@ async def _handle(
                 param="response_format",
             )
         options, granularities = _decode_options(form, task, response_format)
+        options = dataclasses.replace(options, backend=settings.model_routes[model])
         stream = _flag(form, "stream")
         if stream:  # timestamped decoding yields sentence-sized segments: finer deltas
             options = dataclasses.replace(options, timestamps=True)

@@ -17,6 +17,10 @@ from pydantic_settings import (
 
 from server.backends.models import DEFAULT_MODEL, default_cache_dir
 
+# Names OpenAI's clients send; all served by the configured backend unless model_aliases says
+# otherwise.
+OPENAI_MODEL_NAMES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+
 
 class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -44,6 +48,10 @@ class ServerSettings(BaseSettings):
         default=25 * 1024 * 1024, ge=1024, description="largest REST upload (OpenAI: 25 MB)"
     )
     fake_script: list[str] = Field(default_factory=list)
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra or changed REST model names -> primary, local or remote",
+    )
 
     # Who may connect. With no keys the server is open (fine on 127.0.0.1, not beyond).
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list, repr=False)
@@ -110,6 +118,26 @@ class ServerSettings(BaseSettings):
         if self.backend == "remote" and not self.remote_url:
             raise ValueError("the remote backend needs remote_url (--remote-url)")
         return self
+
+    @model_validator(mode="after")
+    def _aliases_name_a_backend(self) -> ServerSettings:
+        available = {"primary"} | ({"local"} if self.has_local_model else set())
+        if self.backend == "remote":
+            available.add("remote")
+        for name, route in self.model_aliases.items():
+            if route not in available:
+                raise ValueError(
+                    f"model_aliases[{name!r}] = {route!r}: this server has "
+                    f"{', '.join(sorted(available))}"
+                )
+        return self
+
+    @property
+    def model_routes(self) -> dict[str, str]:
+        """Every model name the REST API accepts, and the backend that serves it."""
+        routes = {name: "primary" for name in (*OPENAI_MODEL_NAMES, self.served_model)}
+        routes.update(self.model_aliases)
+        return {name: "primary" if route == "remote" else route for name, route in routes.items()}
 
     @property
     def served_model(self) -> str:

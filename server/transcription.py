@@ -37,6 +37,9 @@ class DecodeOptions:
     # Which backend serves partials where there are two (a remote and a local model):
     # "auto", "remote" or "local". Finals always go to the primary backend.
     partial_backend: str = "auto"
+    # Which backend serves the request where there are two: "primary" (the configured backend,
+    # with its failover) or "local" (the local model beside a remote). From the alias table.
+    backend: str = "primary"
     timestamps: bool = False  # segment start and end times (subtitles, verbose_json)
     word_timestamps: bool = False
 

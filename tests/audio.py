@@ -37,7 +37,7 @@ def write_wav(path, pcm: bytes, rate_hz: int = RATE_HZ) -> None:
     """PCM16 mono bytes as a WAV file (what fake microphones and --source-file read)."""
     import wave
 
-    with wave.open(str(path), "wb") as out:
+    with wave.open(path if hasattr(path, "write") else str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate_hz)

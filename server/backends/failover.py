@@ -7,6 +7,7 @@ Routing, per request:
     partial   local, auto       yes           local
     partial   remote, auto      no            remote (streamed deltas where the model can)
     partial   remote            yes           remote
+    any       (alias -> local)  yes           local
     final     any               any           remote; on ``RemoteError`` the local model
                                               answers that request (failover), or the error
                                               stands when there is none
@@ -73,7 +74,9 @@ class FailoverTranscriber:
         final: bool = True,
         on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcription:
-        if not final and self.local is not None and options.partial_backend != "remote":
+        if self.local is not None and (
+            options.backend == "local" or (not final and options.partial_backend != "remote")
+        ):
             return await self._transcribe_locally(audio, options, final, on_segment)
         try:
             return await self.remote.transcribe(audio, options, final=final, on_segment=on_segment)

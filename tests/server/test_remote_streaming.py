@@ -9,19 +9,19 @@ import json
 import os
 import subprocess
 import sys
-import wave
 from collections import Counter
 
 import httpx
 import pytest
 import websockets
+from openai import OpenAI
 
 from client.stream import stream_pcm, with_query
 from server.app import create_app
 from server.backends import make_remote_transcriber
 from server.backends.fake import ScriptedTranscriber
 from server.settings import ServerSettings
-from tests.audio import bursts, pcm16
+from tests.audio import bursts, pcm16, write_wav
 from tests.server.test_remote_backend import SECRET
 from tests.support import ROOT, TIMEOUT_S, run, running_server
 
@@ -166,19 +166,19 @@ def test_serve_refuses_to_start_on_a_bad_key_or_model(fresh, models_status, mode
     assert SECRET not in completed.stderr + completed.stdout
 
 
-def test_the_rest_api_of_a_remote_backed_server_relays_to_the_remote(fresh):
-    from openai import OpenAI
-
+def wav_bytes(pcm: bytes) -> bytes:
     buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(16_000)
-        writer.writeframes(pcm16(bursts(200, 1000, 200)))
+    write_wav(buffer, pcm)
+    return buffer.getvalue()
+
+
+def test_the_rest_api_of_a_remote_backed_server_relays_to_the_remote(fresh):
     with front_server(fresh.url, fallback=False) as front:
         client = OpenAI(base_url=front.http_url + "/v1", api_key="unused")
         text = client.audio.transcriptions.create(
-            model="whisper-1", file=("speech.wav", buffer.getvalue()), language="en"
+            model="whisper-1",
+            file=("speech.wav", wav_bytes(pcm16(bursts(200, 1000, 200)))),
+            language="en",
         ).text
     assert text == "remote words"
     assert fresh.requests[-1].authorization == f"Bearer {SECRET}"
@@ -187,18 +187,13 @@ def test_the_rest_api_of_a_remote_backed_server_relays_to_the_remote(fresh):
 def test_a_partial_relayed_by_another_streamscribe_is_decoded_as_a_partial():
     settings = ServerSettings(backend="fake", model="fake-model")
     transcriber = ScriptedTranscriber(["one two three four five six"], words_per_second=2)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(16_000)
-        writer.writeframes(pcm16(bursts(1000)))
+    audio = wav_bytes(pcm16(bursts(1000)))
     with running_server(create_app(settings, transcriber)) as server:
 
         def post(headers):
             return httpx.post(
                 server.http_url + "/v1/audio/transcriptions",
-                files={"file": ("a.wav", buffer.getvalue())},
+                files={"file": ("a.wav", audio)},
                 data={"model": "fake-model"},
                 headers=headers,
             ).json()["text"]
@@ -206,3 +201,26 @@ def test_a_partial_relayed_by_another_streamscribe_is_decoded_as_a_partial():
         partial = post({"X-StreamScribe-Priority": "partial"})
         final = post({})
     assert (partial, final) == ("one two", "one two three four five six")
+
+
+def test_the_alias_table_routes_model_names_to_a_backend(fresh):
+    settings = dict(remote_fallback="local", model_aliases={"whisper-1": "local", "house": "local"})
+    with front_server(fresh.url, fallback=True, **settings) as front:
+        client = OpenAI(base_url=front.http_url + "/v1", api_key="unused")
+        audio = ("speech.wav", wav_bytes(pcm16(bursts(200, 1000, 200))))
+        by_model = {
+            model: client.audio.transcriptions.create(model=model, file=audio).text
+            for model in ("whisper-1", "house", "gpt-4o-transcribe")
+        }
+        listed = {model.id for model in client.models.list()}
+    assert by_model == {
+        "whisper-1": "local one",
+        "house": "local two",
+        "gpt-4o-transcribe": "remote words",
+    }
+    assert {"whisper-1", "house", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"} <= listed
+
+
+def test_an_alias_to_a_backend_the_server_lacks_is_a_settings_error():
+    with pytest.raises(ValueError, match="this server has primary"):
+        ServerSettings(backend="fake", model_aliases={"whisper-1": "local-gpu"})
