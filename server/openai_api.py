@@ -24,6 +24,14 @@ from starlette.datastructures import UploadFile
 from server import formats
 from server.errors import ApiError, BackendError
 from server.openapi_docs import TRANSCRIPTION_RESPONSES, errors
+from server.rest_chunking import (
+    AUTO,
+    AUTO_CHUNK_S,
+    merged,
+    parse_chunking,
+    plan_chunks,
+    transcribe_chunks,
+)
 from server.scheduler import InferenceScheduler
 from server.settings import ServerSettings
 from server.transcription import (
@@ -51,6 +59,8 @@ _FORM_SCHEMA = {
         "response_format": {"type": "string", "enum": list(formats.RESPONSE_FORMATS)},
         "temperature": {"type": "number", "minimum": 0, "maximum": 1},
         "stream": {"type": "boolean"},
+        "chunking_strategy": {"type": "string", "description": "auto, or a server_vad object"},
+        "include[]": {"type": "array", "items": {"type": "string", "enum": ["logprobs"]}},
         "timestamp_granularities[]": {
             "type": "array",
             "items": {"type": "string", "enum": ["segment", "word"]},
@@ -159,6 +169,7 @@ async def _handle(
                 "serve a multilingual model (base, small) to use /v1/audio/translations",
                 param="model",
             )
+        chunking = parse_chunking(form)
         samples = await asyncio.to_thread(_decode_upload, upload)
     finally:
         await form.close()
@@ -173,6 +184,24 @@ async def _handle(
     scheduler = request.app.state.scheduler
     partial = request.headers.get(PRIORITY_HEADER, "").lower() == "partial"
     job = _ready_request(scheduler, samples, options, partial=partial)
+    if chunking is None and duration_s > AUTO_CHUNK_S and not partial:
+        chunking = AUTO
+    if chunking is not None:
+        chunks = await asyncio.to_thread(plan_chunks, samples, chunking)
+        answers = transcribe_chunks(
+            scheduler, samples, chunks, options, window=max(1, scheduler.workers)
+        )
+        if stream:
+            return StreamingResponse(
+                _stream_chunks(answers, duration_s),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        try:
+            transcription = merged([answer async for answer in answers], duration_s)
+        except BackendError as exc:
+            raise ApiError(500, f"transcription failed: {exc}", error_type="server_error") from exc
+        return _render(transcription, response_format, task, duration_s, granularities)
     if stream:
         return StreamingResponse(
             _stream_events(scheduler, job, duration_s),
@@ -337,6 +366,31 @@ async def _stream_events(
         yield _sse({"type": "error", **error.body()})
         return
     done = {"type": "transcript.text.done", "text": transcription.text}
+    done["usage"] = formats.usage(duration_s)
+    yield _sse(done)
+
+
+async def _stream_chunks(
+    answers: AsyncIterator[Transcription], duration_s: float
+) -> AsyncIterator[str]:
+    """Deltas chunk by chunk, each as soon as its chunk is transcribed, then the whole text."""
+    texts: list[str] = []
+    try:
+        async for answer in answers:
+            for segment in answer.segments:
+                delta = segment.text if texts else segment.text.lstrip()
+                if delta:
+                    texts.append(segment.text)
+                    yield _sse({"type": "transcript.text.delta", "delta": delta})
+    except (BackendError, ApiError) as exc:
+        error = (
+            exc
+            if isinstance(exc, ApiError)
+            else ApiError(500, f"transcription failed: {exc}", error_type="server_error")
+        )
+        yield _sse({"type": "error", **error.body()})
+        return
+    done = {"type": "transcript.text.done", "text": "".join(texts).strip()}
     done["usage"] = formats.usage(duration_s)
     yield _sse(done)
 
