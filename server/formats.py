@@ -37,6 +37,20 @@ def as_json(transcription: Transcription, duration_s: float) -> dict[str, Any]:
     return {"text": transcription.text, "usage": usage(duration_s)}
 
 
+def logprobs(transcription: Transcription) -> list[dict[str, Any]]:
+    """``include[]=logprobs``: one entry per word Whisper decoded, with the log of the word's
+    probability (the mean probability of its tokens). Needs word timestamps in the decode."""
+    return [
+        {
+            "token": word.word,
+            "logprob": math.log(max(word.probability, 1e-12)),
+            "bytes": list(word.word.encode()),
+        }
+        for segment in transcription.segments
+        for word in segment.words
+    ]
+
+
 def as_text(transcription: Transcription) -> str:
     return transcription.text + "\n"
 

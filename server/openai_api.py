@@ -152,6 +152,9 @@ async def _handle(
                 param="response_format",
             )
         options, granularities = _decode_options(form, task, response_format)
+        with_logprobs = _wants_logprobs(form, response_format)
+        if with_logprobs:
+            options = dataclasses.replace(options, word_timestamps=True)
         options = dataclasses.replace(options, backend=settings.model_routes[model])
         stream = _flag(form, "stream")
         if stream:  # timestamped decoding yields sentence-sized segments: finer deltas
@@ -193,7 +196,7 @@ async def _handle(
         )
         if stream:
             return StreamingResponse(
-                _stream_chunks(answers, duration_s),
+                _stream_chunks(answers, duration_s, with_logprobs),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
@@ -201,15 +204,17 @@ async def _handle(
             transcription = merged([answer async for answer in answers], duration_s)
         except BackendError as exc:
             raise ApiError(500, f"transcription failed: {exc}", error_type="server_error") from exc
-        return _render(transcription, response_format, task, duration_s, granularities)
+        return _render(
+            transcription, response_format, task, duration_s, granularities, with_logprobs
+        )
     if stream:
         return StreamingResponse(
-            _stream_events(scheduler, job, duration_s),
+            _stream_events(scheduler, job, duration_s, with_logprobs),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
     transcription = await _transcribe(scheduler, job)
-    return _render(transcription, response_format, task, duration_s, granularities)
+    return _render(transcription, response_format, task, duration_s, granularities, with_logprobs)
 
 
 def _too_large(limit: int) -> ApiError:
@@ -278,6 +283,24 @@ def _decode_options(form: Any, task: str, response_format: str) -> tuple[DecodeO
     return options, granularities
 
 
+def _wants_logprobs(form: Any, response_format: str) -> bool:
+    include = {
+        value
+        for key in ("include[]", "include")
+        for value in form.getlist(key)
+        if isinstance(value, str)
+    }
+    if include - {"logprobs"}:
+        raise ApiError(
+            400,
+            f"Invalid include {sorted(include - {'logprobs'})}; expected logprobs",
+            param="include",
+        )
+    if include and response_format != "json":
+        raise ApiError(400, "logprobs is only supported with response_format json", param="include")
+    return bool(include)
+
+
 def _decode_upload(upload: UploadFile) -> np.ndarray:
     upload.file.seek(0)
     try:
@@ -330,7 +353,7 @@ async def _transcribe(scheduler: InferenceScheduler, job: TranscribeRequest) -> 
 
 
 async def _stream_events(
-    scheduler: InferenceScheduler, job: TranscribeRequest, duration_s: float
+    scheduler: InferenceScheduler, job: TranscribeRequest, duration_s: float, with_logprobs: bool
 ) -> AsyncIterator[str]:
     """OpenAI's transcription stream: a ``transcript.text.delta`` per decoded segment, sent
     while later windows are still decoding, then ``transcript.text.done``."""
@@ -365,18 +388,22 @@ async def _stream_events(
         error = ApiError(500, f"transcription failed: {exc}", error_type="server_error")
         yield _sse({"type": "error", **error.body()})
         return
-    done = {"type": "transcript.text.done", "text": transcription.text}
+    done: dict[str, Any] = {"type": "transcript.text.done", "text": transcription.text}
+    if with_logprobs:
+        done["logprobs"] = formats.logprobs(transcription)
     done["usage"] = formats.usage(duration_s)
     yield _sse(done)
 
 
 async def _stream_chunks(
-    answers: AsyncIterator[Transcription], duration_s: float
+    answers: AsyncIterator[Transcription], duration_s: float, with_logprobs: bool
 ) -> AsyncIterator[str]:
     """Deltas chunk by chunk, each as soon as its chunk is transcribed, then the whole text."""
     texts: list[str] = []
+    answered: list[Transcription] = []
     try:
         async for answer in answers:
+            answered.append(answer)
             for segment in answer.segments:
                 delta = segment.text if texts else segment.text.lstrip()
                 if delta:
@@ -390,7 +417,9 @@ async def _stream_chunks(
         )
         yield _sse({"type": "error", **error.body()})
         return
-    done = {"type": "transcript.text.done", "text": "".join(texts).strip()}
+    done: dict[str, Any] = {"type": "transcript.text.done", "text": "".join(texts).strip()}
+    if with_logprobs:
+        done["logprobs"] = [lp for answer in answered for lp in formats.logprobs(answer)]
     done["usage"] = formats.usage(duration_s)
     yield _sse(done)
 
@@ -405,9 +434,13 @@ def _render(
     task: str,
     duration_s: float,
     granularities: set[str],
+    with_logprobs: bool = False,
 ) -> Response:
     if response_format == "json":
-        return JSONResponse(formats.as_json(transcription, duration_s))
+        body = formats.as_json(transcription, duration_s)
+        if with_logprobs:
+            body["logprobs"] = formats.logprobs(transcription)
+        return JSONResponse(body)
     if response_format == "text":
         return PlainTextResponse(formats.as_text(transcription))
     if response_format == "srt":

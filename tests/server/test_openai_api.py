@@ -250,3 +250,29 @@ def test_stream_with_subtitle_formats_is_refused(client):
         client.audio.transcriptions.create(
             model="whisper-1", file=jfk(), stream=True, response_format="srt"
         )
+
+
+def test_include_logprobs_gives_one_entry_per_word(client):
+    result = client.audio.transcriptions.create(
+        model="gpt-4o-transcribe", file=jfk(), include=["logprobs"]
+    )
+    logprobs = result.logprobs
+    assert len(logprobs) >= 15
+    assert "".join(entry.token for entry in logprobs).strip() == result.text.strip()
+    assert all(entry.logprob <= 0 for entry in logprobs)
+    assert all(bytes(int(b) for b in entry.bytes).decode() == entry.token for entry in logprobs)
+    assert sum(entry.logprob for entry in logprobs) / len(logprobs) > -1.0  # a clear recording
+
+
+def test_include_logprobs_needs_json_and_streams_in_done(client):
+    with pytest.raises(openai.BadRequestError, match="logprobs"):
+        client.audio.transcriptions.create(
+            model="whisper-1", file=jfk(), include=["logprobs"], response_format="text"
+        )
+    events = list(
+        client.audio.transcriptions.create(
+            model="gpt-4o-transcribe", file=jfk(), include=["logprobs"], stream=True
+        )
+    )
+    done = events[-1]
+    assert done.type == "transcript.text.done" and len(done.logprobs) >= 15
