@@ -1,6 +1,7 @@
 """One bounded inference queue for the whole server, drained by worker threads.
 
-Order: finals first (oldest first), then partials (oldest first). A partial is stale as soon as
+Order: finals first, then partials (oldest first). Among finals, the owner (a session, or one
+REST request's chunks) served least so far goes first, oldest first among equals. A partial is stale as soon as
 a newer one for the same utterance arrives: the newer one takes its place in the queue and the
 old one is dropped. At most one partial per utterance runs at a time (two would only compete
 for the same cores); partials beyond ``max_queued_partials`` drop the oldest. So under load
@@ -20,7 +21,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -91,6 +92,8 @@ class InferenceScheduler:
         self.ready = asyncio.Event()
         self.load_error: BaseException | None = None
         self._finals: deque[_Job] = deque()
+        # Finals served per owner while it has work queued; forgotten when it has none.
+        self._served: Counter[str] = Counter()
         self._partials: OrderedDict[tuple[str, int], _Job] = OrderedDict()
         self._running_partials: set[tuple[str, int]] = set()
         self._has_work = asyncio.Event()
@@ -175,6 +178,7 @@ class InferenceScheduler:
         self._finals = deque(job for job in self._finals if not job.future.cancelled())
 
     def cancel_session(self, session_id: str) -> None:
+        self._served.pop(session_id, None)
         for job in self._finals:
             if job.request.session_id == session_id:
                 job.future.cancel()
@@ -182,14 +186,24 @@ class InferenceScheduler:
         for key in [key for key in self._partials if key[0] == session_id]:
             self._partials.pop(key).future.cancel()
 
+    def _fairest_final(self) -> _Job:
+        """The oldest final of the owner (session or REST request) served least so far: a
+        request cut into many chunks takes turns with everyone else instead of going first."""
+        return min(
+            enumerate(self._finals),
+            key=lambda item: (self._served[item[1].request.session_id], item[0]),
+        )[1]
+
     def _notify(self) -> None:
         self._has_work.set()
 
     def _next_job(self) -> _Job | None:
-        while self._finals:
-            job = self._finals.popleft()
-            if not job.future.cancelled():
-                return job
+        self._finals = deque(job for job in self._finals if not job.future.cancelled())
+        if self._finals:
+            job = self._fairest_final()
+            self._finals.remove(job)
+            self._served[job.request.session_id] += 1
+            return job
         for key, job in list(self._partials.items()):
             if job.future.cancelled():
                 del self._partials[key]
@@ -240,6 +254,11 @@ class InferenceScheduler:
                 if not job.future.done():
                     job.future.set_result(dataclasses.replace(answer, queue_ms=queue_ms))
             finally:
+                owner = request.session_id
+                if request.kind is RequestKind.FINAL and not any(
+                    queued.request.session_id == owner for queued in self._finals
+                ):
+                    self._served.pop(owner, None)  # nothing waiting: its turn count resets
                 if request.kind is RequestKind.PARTIAL:
                     self._running_partials.discard(partial_key)
                     self._notify()  # a partial of this utterance may be waiting

@@ -96,3 +96,33 @@ def test_cancelling_a_session_drops_its_queued_work():
         await scheduler.close()
 
     asyncio.run(scenario())
+
+
+def test_finals_take_turns_between_owners():
+    """A request cut into many chunks does not make a later short one wait for all of them."""
+
+    async def scenario():
+        backend = GatedTranscriber()
+        scheduler = InferenceScheduler(backend, workers=1)
+        await scheduler.start()
+        first = scheduler.submit(request(1, RequestKind.FINAL, session="long", utterance=1))
+        await asyncio.sleep(0.05)  # the worker holds it until the gate opens
+        rest = [
+            scheduler.submit(request(n, RequestKind.FINAL, session="long", utterance=n))
+            for n in (2, 3, 4)
+        ]
+        short = scheduler.submit(request(5, RequestKind.FINAL, session="short"))
+        backend.gate.set()
+        await asyncio.gather(first, *rest, short)
+        await scheduler.close()
+        return backend.calls
+
+    calls = asyncio.run(scenario())
+    # "long" was served once, "short" never: short goes next although long's chunks are older.
+    assert calls == [
+        "final-long-1-1",
+        "final-short-1-5",
+        "final-long-2-2",
+        "final-long-3-3",
+        "final-long-4-4",
+    ]
