@@ -1,12 +1,12 @@
 """One bounded inference queue for the whole server, drained by worker threads.
 
 Order: finals first, then partials (oldest first). Among finals, the owner (a session, or one
-REST request's chunks) served least so far goes first, oldest first among equals. A partial is stale as soon as
-a newer one for the same utterance arrives: the newer one takes its place in the queue and the
-old one is dropped. At most one partial per utterance runs at a time (two would only compete
-for the same cores); partials beyond ``max_queued_partials`` drop the oldest. So under load
-partials thin out by themselves and finals never wait behind them, only behind requests the
-workers are already running.
+REST request's chunks) served least so far goes first, oldest first among equals. A partial is
+stale as soon as a newer one for the same utterance arrives: the newer one takes its place in
+the queue and the old one is dropped. At most one partial per utterance runs at a time (two
+would only compete for the same cores); partials beyond ``max_queued_partials`` drop the oldest.
+So under load partials thin out by themselves and finals never wait behind them, only behind
+requests the workers are already running.
 
 A blocking backend (the local model) runs in ``workers`` threads. An async backend (the remote
 API) is awaited on the event loop by as many worker tasks as it allows concurrent requests, so
