@@ -37,7 +37,7 @@ from vad.detectors import make_detector
 from vad.segmenter import SegmenterOptions
 
 SAMPLE_RATE_HZ = 16_000
-AUTO_CHUNK_S = 60
+AUTO_CHUNK_S = 30  # beyond one Whisper window, cut at pauses (VAD)
 _request_ids = itertools.count(2_000_000_000)
 
 
