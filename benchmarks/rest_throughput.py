@@ -6,7 +6,7 @@ short file's latency while long files are being transcribed.
    request: tiny.en int8, beam 5, temperature fallback, no timestamps, no previous-text
    conditioning), then POSTed to `streamscribe serve` with one worker of the same threads.
    Both include decoding the file. Overhead = REST time / direct time - 1 (target <= 5 %).
-2. Fairness. The 11 s JFK file posted alone 8 times, then 8 times while four clients keep
+2. Fairness. The 11 s JFK file posted alone 20 times, then 20 times while four clients keep
    posting a 53 s file (cut into VAD chunks by the server). Target: p95 under load at most twice
    its p95 alone.
 
@@ -96,7 +96,7 @@ def post_latency_s(client: httpx.Client, port: int, path: Path) -> float:
     return time.perf_counter() - started
 
 
-def fairness(port: int, samples: int = 8) -> dict[str, float]:
+def fairness(port: int, samples: int) -> dict[str, float]:
     short, long = SHARED / SHORT, SHARED / LONG
     with httpx.Client(timeout=300) as client:
         alone = [post_latency_s(client, port, short) for _ in range(samples)]
@@ -135,7 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument("--fairness-only", action="store_true", help="only part 2")
+    parser.add_argument("--samples", type=int, default=20, help="short requests per condition")
     args = parser.parse_args(argv)
+    if args.fairness_only:
+        server, port = start_server("--model", "tiny.en", "--compute-type", "int8")
+        try:
+            print(json.dumps(fairness(port, args.samples), indent=2))
+        finally:
+            stop(server)
+        return 0
     files = english_files()
     audio_s = sum(
         json.loads(line)["duration_s"]
@@ -157,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     best = min(r["rest_s"] for r in rounds) / min(r["direct_s"] for r in rounds) - 1
     server, port = start_server("--model", "tiny.en", "--compute-type", "int8")
     try:
-        fair = fairness(port)
+        fair = fairness(port, args.samples)
     finally:
         stop(server)
     figures = {

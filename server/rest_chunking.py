@@ -38,6 +38,9 @@ from vad.segmenter import SegmenterOptions
 
 SAMPLE_RATE_HZ = 16_000
 AUTO_CHUNK_S = 30  # beyond one Whisper window, cut at pauses (VAD)
+# Pauses are joined into chunks up to this long: shorter chunks let a short request or a live
+# final in sooner (a running chunk cannot be interrupted); one Whisper window is the most.
+CHUNK_MAX_S = 15
 _request_ids = itertools.count(2_000_000_000)
 
 
@@ -102,9 +105,10 @@ def plan_chunks(samples: np.ndarray, strategy: ChunkingStrategy) -> list[tuple[i
         prefix_padding_ms=strategy.prefix_padding_ms,
         silence_duration_ms=strategy.silence_duration_ms,
         min_speech_duration_ms=100,
-        max_utterance_duration_ms=28_000,
+        max_utterance_duration_ms=CHUNK_MAX_S * 1000,
     )
-    return merge_regions(speech_regions(samples.astype(np.float32), detector, options))
+    regions = speech_regions(samples.astype(np.float32), detector, options)
+    return merge_regions(regions, CHUNK_MAX_S * SAMPLE_RATE_HZ)
 
 
 async def transcribe_chunks(
@@ -158,6 +162,7 @@ def _job(
         options=options,
         start_samples=start,
         end_samples=end,
+        bulk=True,
     )
 
 

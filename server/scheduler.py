@@ -94,6 +94,7 @@ class InferenceScheduler:
         self._finals: deque[_Job] = deque()
         # Finals served per owner while it has work queued; forgotten when it has none.
         self._served: Counter[str] = Counter()
+        self._running_bulk = 0
         self._partials: OrderedDict[tuple[str, int], _Job] = OrderedDict()
         self._running_partials: set[tuple[str, int]] = set()
         self._has_work = asyncio.Event()
@@ -186,23 +187,29 @@ class InferenceScheduler:
         for key in [key for key in self._partials if key[0] == session_id]:
             self._partials.pop(key).future.cancel()
 
-    def _fairest_final(self) -> _Job:
+    def _fairest_final(self) -> _Job | None:
         """The oldest final of the owner (session or REST request) served least so far: a
-        request cut into many chunks takes turns with everyone else instead of going first."""
-        return min(
-            enumerate(self._finals),
-            key=lambda item: (self._served[item[1].request.session_id], item[0]),
-        )[1]
+        request cut into many chunks takes turns with everyone else instead of going first.
+        Chunks of long uploads leave the last worker free."""
+        bulk_allowed = self._running_bulk < max(1, self.workers - 1)
+        candidates = [
+            (self._served[job.request.session_id], index, job)
+            for index, job in enumerate(self._finals)
+            if bulk_allowed or not job.request.bulk
+        ]
+        return min(candidates, key=lambda item: item[:2])[2] if candidates else None
 
     def _notify(self) -> None:
         self._has_work.set()
 
     def _next_job(self) -> _Job | None:
         self._finals = deque(job for job in self._finals if not job.future.cancelled())
-        if self._finals:
-            job = self._fairest_final()
+        job = self._fairest_final()
+        if job is not None:
             self._finals.remove(job)
             self._served[job.request.session_id] += 1
+            if job.request.bulk:
+                self._running_bulk += 1
             return job
         for key, job in list(self._partials.items()):
             if job.future.cancelled():
@@ -254,6 +261,9 @@ class InferenceScheduler:
                 if not job.future.done():
                     job.future.set_result(dataclasses.replace(answer, queue_ms=queue_ms))
             finally:
+                if request.bulk:
+                    self._running_bulk -= 1
+                    self._notify()  # a waiting chunk may run now
                 owner = request.session_id
                 if request.kind is RequestKind.FINAL and not any(
                     queued.request.session_id == owner for queued in self._finals

@@ -56,6 +56,9 @@ class TranscribeRequest:
     options: DecodeOptions
     start_samples: int
     end_samples: int
+    # One chunk of a long upload: never runs on the last free worker, which stays for live
+    # finals and short requests.
+    bulk: bool = False
 
     @property
     def duration_s(self) -> float:

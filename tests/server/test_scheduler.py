@@ -1,6 +1,7 @@
 """The shared inference queue: priorities, stale partials, one partial per utterance."""
 
 import asyncio
+import dataclasses
 import threading
 
 import numpy as np
@@ -126,3 +127,29 @@ def test_finals_take_turns_between_owners():
         "final-long-3-3",
         "final-long-4-4",
     ]
+
+
+def test_chunks_of_long_uploads_leave_a_worker_free():
+    async def scenario():
+        backend = GatedTranscriber()
+        scheduler = InferenceScheduler(backend, workers=2)
+        await scheduler.start()
+        chunks = [
+            scheduler.submit(
+                dataclasses.replace(request(n, RequestKind.FINAL, "upload", n), bulk=True)
+            )
+            for n in (1, 2, 3)
+        ]
+        await asyncio.sleep(0.05)
+        running_while_only_chunks = list(backend.calls)
+        live = scheduler.submit(request(9, RequestKind.FINAL, session="live"))
+        await asyncio.sleep(0.05)
+        running_with_live = list(backend.calls)
+        backend.gate.set()
+        await asyncio.gather(*chunks, live)
+        await scheduler.close()
+        return running_while_only_chunks, running_with_live
+
+    only_chunks, with_live = asyncio.run(scenario())
+    assert only_chunks == ["final-upload-1-1"]  # one chunk at a time on two workers
+    assert with_live == ["final-upload-1-1", "final-live-1-9"]  # the free worker takes it
