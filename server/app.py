@@ -39,17 +39,24 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
     """Build the app. ``transcriber`` overrides the backend named in ``settings`` (tests)."""
     backend = transcriber if transcriber is not None else make_transcriber(settings)
     scheduler = InferenceScheduler(
-        backend, workers=settings.workers, max_queued_partials=settings.max_queued_partials
+        backend,
+        workers=settings.workers,
+        max_queued_partials=settings.max_queued_partials,
+        max_batch_size=settings.max_batch_size,
+        batch_window_ms=settings.batch_window_ms,
     )
     context = ServerContext.build(settings, scheduler)
-    scheduler.observer = context.metrics.record_inference
+    scheduler.observer = context.record_inference
+    scheduler.batch_observer = context.metrics.record_batch
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.loading = asyncio.create_task(scheduler.start())
+        load_watcher = asyncio.create_task(context.watch_load(), name="load-watcher")
         try:
             yield
         finally:
+            load_watcher.cancel()
             app.state.loading.cancel()
             await scheduler.close()
 
@@ -117,6 +124,7 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
         body = scheduler.stats.as_dict()
         body["queued"] = scheduler.queued
         body["active_sessions"] = context.sessions.total
+        body["load"] = context.load_report.as_dict()
         breaker = getattr(getattr(backend, "remote", None), "breaker", None)
         if breaker is not None:
             body["remote_circuit"] = breaker.state.value

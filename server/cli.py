@@ -22,6 +22,13 @@ _FLAGS = {
     "beam_size": "beam size for finals (partials use 1)",
     "default_vad": "VAD for sessions that do not choose: webrtc or silero",
     "cache_dir": "where joined model files are kept",
+    "max_batch_size": "partials of different sessions run as one batch, at most (1: no batching)",
+    "batch_window_ms": "how long a partial waits for others to share its batch (default 10)",
+    "admission": "true or false: refuse new sessions when finals would miss their budget",
+    "final_latency_budget_ms": "final latency p95 over which partials pause and new sessions "
+    "are refused (default 1500)",
+    "max_final_load": "share of the model's time finals may take before new sessions are "
+    "refused (default 0.8)",
     "max_upload_bytes": "largest REST upload in bytes (default 25 MB)",
     "remote_url": "remote backend's base URL, e.g. https://api.openai.com/v1 (key from "
     "STREAMSCRIBE_REMOTE_API_KEY or OPENAI_API_KEY)",

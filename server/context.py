@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from server.auth import Authenticator, KeyStore, TokenSigner
 from server.limits import SessionCounter, SessionLimits
+from server.load import LoadLevel, LoadMonitor, LoadPolicy, LoadReport
 from server.metrics import Metrics
 from server.scheduler import InferenceScheduler
 from server.settings import ServerSettings
@@ -25,9 +27,13 @@ class ServerContext:
     limits: SessionLimits
     sessions: SessionCounter
     metrics: Metrics
+    load: LoadMonitor
     live_sessions: dict[str, LiveSession] = field(default_factory=dict)
     # Set when the server is shutting down: new sessions are refused, open ones drained.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
+    load_report: LoadReport = field(
+        default_factory=lambda: LoadReport(LoadLevel.NORMAL, "", None, 0.0, 0)
+    )
 
     @classmethod
     def build(cls, settings: ServerSettings, scheduler: InferenceScheduler) -> ServerContext:
@@ -45,15 +51,48 @@ class ServerContext:
             max_audio_speed=settings.max_audio_speed,
             idle_timeout_s=settings.idle_timeout_s,
         )
+        policy = LoadPolicy(
+            final_latency_budget_ms=settings.final_latency_budget_ms,
+            max_final_load=settings.max_final_load,
+            window_s=settings.load_window_s,
+            recover_s=settings.load_recover_s,
+            admission=settings.admission,
+        )
         return cls(
             settings=settings,
             scheduler=scheduler,
+            load=LoadMonitor(policy, workers=scheduler.workers),
             served_models=(settings.served_model,),
             authenticator=Authenticator(keys, TokenSigner(secret)),
             limits=limits,
             sessions=SessionCounter(limits),
             metrics=Metrics(),
         )
+
+    def record_inference(
+        self, backend: str, kind: str, run_s: float, queue_s: float, audio_s: float
+    ) -> None:
+        """Told by the scheduler of every finished request: metrics, and the finals' load."""
+        self.metrics.record_inference(backend, kind, run_s, queue_s, audio_s)
+        if kind == "final":
+            self.load.receive_final_run(run_s, time.monotonic())
+
+    def update_load(self) -> LoadReport:
+        """Re-read the load; tell every session when the level changes."""
+        self.load.receive_queue(self.scheduler.finals_queued)
+        report = self.load.report(time.monotonic())
+        self.metrics.record_load(int(report.level), report.final_load)
+        changed = report.level is not self.load_report.level
+        self.load_report = report
+        if changed:
+            for live in list(self.live_sessions.values()):
+                live.receive_load(report)
+        return report
+
+    async def watch_load(self, interval_s: float = 0.5) -> None:
+        while True:
+            self.update_load()
+            await asyncio.sleep(interval_s)
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking sessions; let every open one finish its utterances, send its finals and

@@ -54,6 +54,7 @@ from server.limits import (
     check_session_length,
     session_too_long,
 )
+from server.load import LoadLevel, LoadReport
 from server.session import Session
 from server.transcription import RequestKind, Segment, TranscribeRequest, Transcription
 from server.ws_link import (
@@ -110,7 +111,10 @@ class LiveSession:
             context.limits.audio_burst_s,
             time.monotonic(),
         )
+        self._load_level = LoadLevel.NORMAL
         context.live_sessions[self.session_id] = self
+        if context.load_report.level is not LoadLevel.NORMAL:
+            self.receive_load(context.load_report)
         self.metrics.record_session_opened()
         self.log.info("session %s opened (key %s)", self.session_id, principal.key_id)
 
@@ -151,6 +155,8 @@ class LiveSession:
             )
         else:
             self._replay(link, last_final_id)
+        if self._load_level is not LoadLevel.NORMAL:
+            link.send(protocol.load_notice(self.session_id, self.context.load_report))
         reader = asyncio.create_task(self._read_loop(link), name=f"{self.session_id}-reader")
         self._reader = reader
         writer = asyncio.create_task(link.run_writer(), name=f"{self.session_id}-writer")
@@ -245,6 +251,15 @@ class LiveSession:
             for task in (reader, writer):
                 task.cancel()
             await asyncio.gather(reader, writer, return_exceptions=True)
+
+    def receive_load(self, report: LoadReport) -> None:
+        """The server's load level changed: pace partials to it and tell the client, so that
+        slower or missing partials are explained rather than silent."""
+        if report.level is self._load_level:
+            return
+        self._load_level = report.level
+        self._safely(lambda: self._dispatch(self.session.receive_load(report.level)))
+        self._send(protocol.load_notice(self.session_id, report))
 
     def _broadcast(self, message: dict[str, Any]) -> None:
         for watcher in list(self._watchers):
@@ -418,6 +433,8 @@ class LiveSession:
         if latency_s is not None:
             message["latency_ms"] = round(latency_s * 1000)
         self.metrics.record_final(event.backend or "unknown", latency_s)
+        if latency_s is not None:
+            self.context.load.receive_final_latency(latency_s, time.monotonic())
         if self.settings.log_transcripts:
             self.log.info(
                 "session %s utterance %s final: %s", self.session_id, event.utterance_id, event.text

@@ -80,6 +80,22 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+        self.load_level = Gauge(
+            "streamscribe_load_level",
+            "0 normal, 1 partials slowed, 2 partials paused (new sessions refused)",
+            registry=r,
+        )
+        self.final_load = Gauge(
+            "streamscribe_final_load",
+            "Share of the model's time spent on finals over the load window",
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "streamscribe_batch_size",
+            "Requests run together in one model call",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
+            registry=r,
+        )
         self._inference_s = 0.0
         self._audio_in_s = 0.0
 
@@ -111,6 +127,13 @@ class Metrics:
         self.inference.labels(backend, kind).observe(run_s)
         self.queue_wait.labels(kind).observe(queue_s)
         self.inference_audio_seconds.labels(backend, kind).inc(audio_s)
+
+    def record_load(self, level: int, final_load: float) -> None:
+        self.load_level.set(level)
+        self.final_load.set(final_load)
+
+    def record_batch(self, size: int) -> None:
+        self.batch_size.observe(size)
 
     def record_error(self, code: str) -> None:
         self.errors.labels(code).inc()

@@ -20,6 +20,7 @@ from server.events import (
     UtteranceStarted,
     UtteranceStopped,
 )
+from server.load import LoadLevel, LoadReport
 from server.options import SessionOptions, parse_options
 from server.session import samples_to_ms
 
@@ -154,6 +155,21 @@ def session_updated(session_id: str, options: SessionOptions) -> dict[str, Any]:
 def session_closed(session_id: str, reason: str) -> dict[str, Any]:
     message = _base("session.closed", session_id)
     message["reason"] = reason
+    return message
+
+
+def load_notice(session_id: str, report: LoadReport) -> dict[str, Any]:
+    """``session.degraded`` when the server sheds partial work (partials ``slowed`` or
+    ``paused``), ``session.recovered`` when it is back to ``normal``. Finals are never shed."""
+    kind = "session.recovered" if report.level is LoadLevel.NORMAL else "session.degraded"
+    message = _base(kind, session_id)
+    message.update(
+        partials=report.level.wire_name,
+        reason=report.reason,
+        final_latency_p95_ms=(
+            None if report.final_latency_p95_ms is None else round(report.final_latency_p95_ms)
+        ),
+    )
     return message
 
 

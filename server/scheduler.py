@@ -8,6 +8,12 @@ would only compete for the same cores); partials beyond ``max_queued_partials`` 
 So under load partials thin out by themselves and finals never wait behind them, only behind
 requests the workers are already running.
 
+Batching: a backend with ``transcribe_batch`` (the local model) gets partials of different
+utterances that are queued at the same moment in one call, up to ``max_batch_size``, grouped by
+the backend's ``batch_key``. When fewer are queued and other utterances had partials in the last
+second, the worker waits ``batch_window_ms`` for them to arrive. Finals are not batched: each
+runs with its own beam search, temperature fallback and decoder prefix.
+
 A blocking backend (the local model) runs in ``workers`` threads. An async backend (the remote
 API) is awaited on the event loop by as many worker tasks as it allows concurrent requests, so
 a slow remote call holds one slot, never a thread or another session.
@@ -79,13 +85,24 @@ class SchedulerStats:
 
 class InferenceScheduler:
     def __init__(
-        self, transcriber: AnyTranscriber, *, workers: int = 1, max_queued_partials: int = 64
+        self,
+        transcriber: AnyTranscriber,
+        *,
+        workers: int = 1,
+        max_queued_partials: int = 64,
+        max_batch_size: int = 1,
+        batch_window_ms: float = 0.0,
     ) -> None:
         self.transcriber = transcriber
         self.is_async = is_async(transcriber)
         concurrency = getattr(transcriber, "max_concurrency", workers)
         self.workers = max(1, concurrency if self.is_async else workers)
         self.max_queued_partials = max_queued_partials
+        self.max_batch_size = max_batch_size if hasattr(transcriber, "transcribe_batch") else 1
+        self.batch_window_s = batch_window_ms / 1000
+        # Told of the size of every partial batch run (metrics).
+        self.batch_observer: Callable[[int], None] | None = None
+        self._recent_partials: dict[tuple[str, int], float] = {}  # utterance -> last submit
         self.stats = SchedulerStats()
         # Told of every finished request: (backend, kind, run_s, queue_s, audio_s); metrics.
         self.observer: Callable[[str, str, float, float, float], None] | None = None
@@ -148,6 +165,10 @@ class InferenceScheduler:
     def queued(self) -> int:
         return len(self._finals) + len(self._partials)
 
+    @property
+    def finals_queued(self) -> int:
+        return sum(not job.future.cancelled() for job in self._finals)
+
     def submit(
         self, request: TranscribeRequest, *, on_segment: SegmentCallback | None = None
     ) -> asyncio.Future[Transcription]:
@@ -160,6 +181,7 @@ class InferenceScheduler:
             self._finals.append(job)
         else:
             key = (request.session_id, request.utterance_id)
+            self._recent_partials[key] = job.enqueued_at
             stale = self._partials.get(key)
             if stale is not None:
                 stale.future.cancel()
@@ -219,76 +241,178 @@ class InferenceScheduler:
                 return job
         return None
 
+    def _batch_key(self, request: TranscribeRequest) -> object:
+        return self.transcriber.batch_key(request.audio, request.options)  # type: ignore[union-attr]
+
+    def _more_partials(self, first: _Job, room: int) -> list[_Job]:
+        """Queued partials that can share ``first``'s batch, oldest first, taken off the queue."""
+        key = self._batch_key(first.request)
+        if key is None or room <= 0:
+            return []
+        taken: list[_Job] = []
+        for utterance, job in list(self._partials.items()):
+            if len(taken) >= room:
+                break
+            if job.future.cancelled():
+                del self._partials[utterance]
+            elif utterance not in self._running_partials and self._batch_key(job.request) == key:
+                del self._partials[utterance]
+                taken.append(job)
+        return taken
+
+    def _others_streaming(self, batch: list[_Job]) -> bool:
+        """Whether utterances outside ``batch`` asked for partials in the last second: only
+        then is a partial worth holding back for ``batch_window_ms``."""
+        now = time.monotonic()
+        for key, at in list(self._recent_partials.items()):
+            if now - at > 1.0:
+                del self._recent_partials[key]
+        inside = {(job.request.session_id, job.request.utterance_id) for job in batch}
+        return any(key not in inside for key in self._recent_partials)
+
+    async def _gather_batch(self, first: _Job) -> list[_Job]:
+        batch = [first]
+        self._running_partials.add(_partial_key(first.request))
+        batch += self._more_partials(first, self.max_batch_size - 1)
+        if (
+            len(batch) < self.max_batch_size
+            and self.batch_window_s > 0
+            and self._others_streaming(batch)
+        ):
+            for job in batch:
+                self._running_partials.add(_partial_key(job.request))
+            await asyncio.sleep(self.batch_window_s)
+            batch += self._more_partials(first, self.max_batch_size - len(batch))
+            for job in [job for job in batch if job.future.cancelled()]:
+                batch.remove(job)  # made stale by a newer partial while the batch waited
+                self._running_partials.discard(_partial_key(job.request))
+        for job in batch:
+            self._running_partials.add(_partial_key(job.request))
+        return batch
+
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             job = self._next_job()
             if job is None:
                 self._has_work.clear()
                 await self._has_work.wait()
                 continue
-            request = job.request
-            partial_key = (request.session_id, request.utterance_id)
-            if request.kind is RequestKind.PARTIAL:
-                self._running_partials.add(partial_key)
-            started = time.monotonic()
-            queue_ms = (started - job.enqueued_at) * 1000
-            call = functools.partial(
-                self.transcriber.transcribe,
-                request.audio,
-                request.options,
-                final=request.kind is RequestKind.FINAL,
-                **({"on_segment": job.on_segment} if job.on_segment else {}),
+            if job.request.kind is RequestKind.PARTIAL and self.max_batch_size > 1:
+                batch = await self._gather_batch(job)
+                if len(batch) > 1:
+                    await self._run_batch(batch)
+                elif batch:
+                    await self._run_one(batch[0])
+                continue
+            await self._run_one(job)
+
+    async def _run_batch(self, batch: list[_Job]) -> None:
+        """Run partials of different utterances as one model call."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        items = [(job.request.audio, job.request.options) for job in batch]
+        try:
+            answers = await loop.run_in_executor(
+                self._executor,
+                self.transcriber.transcribe_batch,  # type: ignore[union-attr]
+                items,
             )
-            answer_backend = "failed"
-            try:
-                if self.is_async:
-                    answer = await call()
-                else:
-                    answer = await loop.run_in_executor(self._executor, call)
-            except BackendError as exc:
-                self.stats.failed += 1
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            except Exception as exc:  # a backend bug must not kill the worker
-                log.exception("backend raised an unexpected error")
-                self.stats.failed += 1
-                if not job.future.done():
-                    job.future.set_exception(BackendError(f"internal backend error: {exc}"))
-            else:
-                self.stats.record(answer, request.duration_s)
-                answer_backend = answer.backend or "unknown"
-                if not job.future.done():
-                    job.future.set_result(dataclasses.replace(answer, queue_ms=queue_ms))
-            finally:
-                if request.bulk:
-                    self._running_bulk -= 1
-                    self._notify()  # a waiting chunk may run now
-                owner = request.session_id
-                if request.kind is RequestKind.FINAL and not any(
-                    queued.request.session_id == owner for queued in self._finals
-                ):
-                    self._served.pop(owner, None)  # nothing waiting: its turn count resets
-                if request.kind is RequestKind.PARTIAL:
-                    self._running_partials.discard(partial_key)
-                    self._notify()  # a partial of this utterance may be waiting
-                finished = time.monotonic()
-                self.stats.busy_s += finished - started
-                if self.observer is not None:
-                    self.observer(
-                        answer_backend,
-                        request.kind.name.lower(),
-                        finished - started,
-                        queue_ms / 1000,
-                        request.duration_s,
-                    )
-                log.debug(
-                    "%s %s utterance %s request %s: %.0f ms audio, queued %.0f ms, ran %.0f ms",
-                    request.session_id,
-                    request.kind.name.lower(),
-                    request.utterance_id,
-                    request.request_id,
-                    request.duration_s * 1000,
-                    queue_ms,
-                    (finished - started) * 1000,
+        except Exception as exc:  # the batch failed as a whole: each partial runs alone
+            log.warning(
+                "batch of %d partials failed (%s); running them one by one", len(batch), exc
+            )
+            for job in batch:
+                self._running_partials.discard(_partial_key(job.request))
+            for job in batch:
+                await self._run_one(job)
+            return
+        finished = time.monotonic()
+        if self.batch_observer is not None:
+            self.batch_observer(len(batch))
+        share_s = (finished - started) / len(batch)
+        for job, answer in zip(batch, answers, strict=True):
+            request = job.request
+            queue_ms = (started - job.enqueued_at) * 1000
+            self._running_partials.discard(_partial_key(request))
+            self.stats.record(answer, request.duration_s)
+            self.stats.busy_s += share_s
+            if not job.future.done():
+                job.future.set_result(dataclasses.replace(answer, queue_ms=queue_ms))
+            if self.observer is not None:
+                self.observer(
+                    answer.backend, "partial", share_s, queue_ms / 1000, request.duration_s
                 )
+        log.debug("batch of %d partials ran %.0f ms", len(batch), (finished - started) * 1000)
+        self._notify()
+
+    async def _run_one(self, job: _Job) -> None:
+        loop = asyncio.get_running_loop()
+        request = job.request
+        partial_key = _partial_key(request)
+        if request.kind is RequestKind.PARTIAL:
+            self._running_partials.add(partial_key)
+        started = time.monotonic()
+        queue_ms = (started - job.enqueued_at) * 1000
+        call = functools.partial(
+            self.transcriber.transcribe,
+            request.audio,
+            request.options,
+            final=request.kind is RequestKind.FINAL,
+            **({"on_segment": job.on_segment} if job.on_segment else {}),
+        )
+        answer_backend = "failed"
+        try:
+            if self.is_async:
+                answer = await call()
+            else:
+                answer = await loop.run_in_executor(self._executor, call)
+        except BackendError as exc:
+            self.stats.failed += 1
+            if not job.future.done():
+                job.future.set_exception(exc)
+        except Exception as exc:  # a backend bug must not kill the worker
+            log.exception("backend raised an unexpected error")
+            self.stats.failed += 1
+            if not job.future.done():
+                job.future.set_exception(BackendError(f"internal backend error: {exc}"))
+        else:
+            self.stats.record(answer, request.duration_s)
+            answer_backend = answer.backend or "unknown"
+            if not job.future.done():
+                job.future.set_result(dataclasses.replace(answer, queue_ms=queue_ms))
+        finally:
+            if request.bulk:
+                self._running_bulk -= 1
+                self._notify()  # a waiting chunk may run now
+            owner = request.session_id
+            if request.kind is RequestKind.FINAL and not any(
+                queued.request.session_id == owner for queued in self._finals
+            ):
+                self._served.pop(owner, None)  # nothing waiting: its turn count resets
+            if request.kind is RequestKind.PARTIAL:
+                self._running_partials.discard(partial_key)
+                self._notify()  # a partial of this utterance may be waiting
+            finished = time.monotonic()
+            self.stats.busy_s += finished - started
+            if self.observer is not None:
+                self.observer(
+                    answer_backend,
+                    request.kind.name.lower(),
+                    finished - started,
+                    queue_ms / 1000,
+                    request.duration_s,
+                )
+            log.debug(
+                "%s %s utterance %s request %s: %.0f ms audio, queued %.0f ms, ran %.0f ms",
+                request.session_id,
+                request.kind.name.lower(),
+                request.utterance_id,
+                request.request_id,
+                request.duration_s * 1000,
+                queue_ms,
+                (finished - started) * 1000,
+            )
+
+
+def _partial_key(request: TranscribeRequest) -> tuple[str, int]:
+    return (request.session_id, request.utterance_id)

@@ -49,6 +49,7 @@ from server.events import (
     UtteranceStarted,
     UtteranceStopped,
 )
+from server.load import LoadLevel
 from server.options import AUDIO_FORMAT_OPTIONS, SessionOptions
 from server.prompt import PromptCarry
 from server.quality import QualityThresholds, filter_transcription
@@ -174,6 +175,7 @@ class Session:
         self._current: _Utterance | None = None
         self._last_end_samples = 0
         self._partial_turnaround_ms = 0.0
+        self._load = LoadLevel.NORMAL
         self._audio_started = False
         self.closing = False
         self.closed = False
@@ -290,6 +292,12 @@ class Session:
         if len(tail_words) <= len(words_of(shown_tail)):
             return []  # a new request starts from the utterance's beginning: never shrink
         return [_show_partial(utterance, stable, " ".join(tail_words), request, backend)]
+
+    def receive_load(self, level: LoadLevel) -> list[Event]:
+        """The server's load changed: partials come at twice the interval while it is
+        ``PARTIALS_SLOWED`` and not at all while ``PARTIALS_PAUSED``; finals are unaffected."""
+        self._load = level
+        return []
 
     def receive_retry(self, utterance_id: int) -> list[Event]:
         """``utterance.retry``: transcribe a failed utterance's kept audio again."""
@@ -463,6 +471,7 @@ class Session:
         if (
             utterance is None
             or not self.options.partials
+            or self._load is LoadLevel.PARTIALS_PAUSED
             or utterance.wanted_final_end is not None  # paused: the final is on its way
             or self.position_samples < utterance.next_partial_samples
         ):
@@ -480,9 +489,10 @@ class Session:
         return [self._request(utterance, RequestKind.PARTIAL, self.position_samples)]
 
     def _partial_interval_samples(self) -> int:
-        return self._ms_to_samples(
-            max(self.options.partial_interval_ms, self._partial_turnaround_ms)
-        )
+        interval_ms = self.options.partial_interval_ms
+        if self._load is LoadLevel.PARTIALS_SLOWED:
+            interval_ms *= 2
+        return self._ms_to_samples(max(interval_ms, self._partial_turnaround_ms))
 
     @staticmethod
     def _ms_to_samples(milliseconds: float) -> int:

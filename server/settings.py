@@ -40,6 +40,17 @@ class ServerSettings(BaseSettings):
     cache_dir: Path = Field(default_factory=default_cache_dir)
     default_vad: Literal["webrtc", "silero"] = "webrtc"
     max_queued_partials: int = Field(default=64, ge=1)
+    max_batch_size: int = Field(
+        default=4, ge=1, le=64, description="partials of different sessions run as one batch"
+    )
+    batch_window_ms: float = Field(
+        default=10.0, ge=0, le=1000, description="how long a batch waits for more partials"
+    )
+    admission: bool = Field(default=True, description="refuse sessions the server cannot serve")
+    final_latency_budget_ms: float = Field(default=1500.0, gt=0)
+    max_final_load: float = Field(default=0.8, gt=0, le=1)
+    load_window_s: float = Field(default=30.0, gt=0)
+    load_recover_s: float = Field(default=10.0, ge=0)
     max_pending_events: int = Field(
         default=1000, ge=1, description="events queued for a client that is not reading"
     )

@@ -4,7 +4,8 @@ Before any audio is read the connection is checked: credential (``Authorization:
 ``?token=``), browser origin, then either a new session within the session limits, or a resume
 of a detached one (``session_id`` and ``resume_token``, from the same API key). A refusal is an
 ``error`` event and a close: 1008 (policy) for credentials, origins and bad resumes, 1013 (try
-again later) for capacity. The session itself runs in ``live_session``.
+again later) for capacity: the session limits, and the server's measured load
+(``server.load``). The session itself runs in ``live_session``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def _new_session(websocket: WebSocket, context: ServerContext, principal: Princi
     options = protocol.options_from_query(params)
     check_session_choices(context, options.model_dump(include={"model", "partial_backend"}))
     session = Session(protocol.new_session_id(), options, detector_factory=default_detector)
+    context.load.admit(context.sessions.total, time.monotonic())
     context.sessions.admit(principal.key_id, principal.max_sessions)
     return LiveSession(context, session, principal)
 

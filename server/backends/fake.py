@@ -33,11 +33,27 @@ class ScriptedTranscriber:
         self.delay_s = delay_s
         self.words_per_second = words_per_second
         self.requests: list[tuple[float, DecodeOptions]] = []
+        self.batches: list[int] = []  # size of every batch of partials it ran
         self._lock = threading.Lock()
         self._finals_served = 0
 
     def load(self) -> None:
         """Nothing to load."""
+
+    def batch_key(self, audio: Samples, options: DecodeOptions) -> object:
+        return "any"  # every partial can share a batch
+
+    def transcribe_batch(
+        self, items: Sequence[tuple[Samples, DecodeOptions]]
+    ) -> list[Transcription]:
+        """Partials of several utterances in one call: one ``delay_s`` for the whole batch, as
+        a model's batched call costs about one call's time."""
+        started = time.perf_counter()
+        with self._lock:
+            self.batches.append(len(items))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return [self._answer(audio, options, started, final=False) for audio, options in items]
 
     def transcribe(
         self,
@@ -48,14 +64,25 @@ class ScriptedTranscriber:
         on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcription:
         started = time.perf_counter()
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return self._answer(audio, options, started, final=final, on_segment=on_segment)
+
+    def _answer(
+        self,
+        audio: Samples,
+        options: DecodeOptions,
+        started: float,
+        *,
+        final: bool,
+        on_segment: Callable[[Segment], None] | None = None,
+    ) -> Transcription:
         duration_s = len(audio) / SAMPLE_RATE_HZ
         with self._lock:
             self.requests.append((duration_s, options))
             index = self._finals_served
             if final:
                 self._finals_served += 1
-        if self.delay_s:
-            time.sleep(self.delay_s)
         if self.script:
             text = self.script[min(index, len(self.script) - 1)]
             if not final:

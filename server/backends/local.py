@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ class FasterWhisperTranscriber:
         self.multilingual = bundled.multilingual if bundled else not model.endswith(".en")
         self._model: Any = None
         self._short_window_model: Any = None
+        self._batched: _BatchedPartials | None = None
 
     def load(self) -> None:
         try:
@@ -81,9 +83,28 @@ class FasterWhisperTranscriber:
             ) from exc
         self.multilingual = bool(self._model.model.is_multilingual)
         self._short_window_model = _with_window(self._model, SHORT_WINDOW_S)
+        self._batched = _BatchedPartials(self._model, self.multilingual)
         # Warm up: the first call allocates buffers and is several times slower.
         warmup = np.random.default_rng(0).normal(0, 0.01, 16_000).astype(np.float32)
         self.transcribe(warmup, DecodeOptions(language="en"), final=True)
+
+    def batch_key(self, audio: Samples, options: DecodeOptions) -> object:
+        """Partials that fit one Whisper window can share a batch with others of the same task
+        that likewise do, or do not, carry a prompt. ``None``: this one runs alone."""
+        if self._batched is None or len(audio) >= self._batched.window_samples:
+            return None
+        return (options.task, bool(options.prompt.strip()))
+
+    def transcribe_batch(
+        self, items: Sequence[tuple[Samples, DecodeOptions]]
+    ) -> list[Transcription]:
+        """Greedy partials of several utterances in one model call (see ``_BatchedPartials``)."""
+        if self._batched is None:
+            raise BackendError("the model is not loaded yet")
+        try:
+            return self._batched.transcribe(items)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise BackendError(f"faster-whisper failed on a batch: {exc}") from exc
 
     def transcribe(
         self,
@@ -137,6 +158,110 @@ class FasterWhisperTranscriber:
             inference_ms=(time.perf_counter() - started) * 1000,
             usage=Usage(audio_seconds=len(audio) / 16_000),
         )
+
+
+class _BatchedPartials:
+    """Greedy partials of several utterances through one encoder and one decoder call.
+
+    CTranslate2 needs the start-of-transcript token at the same position in every prompt of a
+    batch, so each prompt keeps only as many of its carried-text tokens as the shortest
+    non-empty one; partials with and without carried text never share a batch (``batch_key``).
+    A partial is provisional, so a slightly shorter prompt is a fair price for the batch.
+    """
+
+    def __init__(self, model: Any, multilingual: bool) -> None:
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+
+        self._model = model
+        self._pad_or_trim = pad_or_trim
+        self._tokenizer = Tokenizer
+        self.multilingual = multilingual
+        self.window_frames = model.feature_extractor.nb_max_frames
+        self.window_samples = model.feature_extractor.n_samples
+
+    def transcribe(self, items: Sequence[tuple[Samples, DecodeOptions]]) -> list[Transcription]:
+        started = time.perf_counter()
+        model = self._model
+        features = np.stack(
+            [
+                self._pad_or_trim(model.feature_extractor(audio)[..., :-1], self.window_frames)
+                for audio, _ in items
+            ]
+        )
+        encoded = model.encode(features)
+        languages = self._languages(encoded, [options for _, options in items])
+        tokenizers = [
+            self._tokenizer(model.hf_tokenizer, self.multilingual, options.task, language)
+            for (_, options), (language, _) in zip(items, languages, strict=True)
+        ]
+        carried = [
+            tokenizer.encode(" " + options.prompt.strip()) if options.prompt.strip() else []
+            for tokenizer, (_, options) in zip(tokenizers, items, strict=True)
+        ]
+        keep = min(len(tokens) for tokens in carried)
+        prompts = [
+            model.get_prompt(tokenizer, tokens[len(tokens) - keep :], without_timestamps=True)
+            for tokenizer, tokens in zip(tokenizers, carried, strict=True)
+        ]
+        results = model.model.generate(
+            encoded,
+            prompts,
+            beam_size=1,
+            max_length=model.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )
+        inference_ms = (time.perf_counter() - started) * 1000 / len(items)
+        answers = []
+        for (audio, _), (language, probability), tokenizer, result in zip(
+            items, languages, tokenizers, results, strict=True
+        ):
+            tokens = result.sequences_ids[0]
+            text = tokenizer.decode(tokens)
+            duration_s = len(audio) / 16_000
+            segment = Segment(
+                text=text,
+                end_s=duration_s,
+                avg_logprob=result.scores[0] * len(tokens) / (len(tokens) + 1),
+                no_speech_prob=float(result.no_speech_prob),
+                compression_ratio=_compression_ratio(text),
+                tokens=tuple(tokens),
+            )
+            answers.append(
+                Transcription(
+                    segments=(segment,) if text.strip() else (),
+                    language=language,
+                    language_probability=probability,
+                    duration_s=duration_s,
+                    backend="local",
+                    inference_ms=inference_ms,
+                    usage=Usage(audio_seconds=duration_s),
+                )
+            )
+        return answers
+
+    def _languages(self, encoded: Any, options: Sequence[DecodeOptions]) -> list[tuple[str, float]]:
+        """Each item's language: the one asked for, else the one the model hears."""
+        if not self.multilingual:
+            return [("en", 1.0)] * len(options)
+        chosen: list[tuple[str, float]] = [
+            (o.language, 1.0) if o.language else ("", 0.0) for o in options
+        ]
+        if any(not language for language, _ in chosen):
+            detected = self._model.model.detect_language(encoded)
+            chosen = [
+                (language, probability) if language else (ranked[0][0][2:-2], float(ranked[0][1]))
+                for (language, probability), ranked in zip(chosen, detected, strict=True)
+            ]
+        return chosen
+
+
+def _compression_ratio(text: str) -> float:
+    encoded = text.encode("utf-8")
+    return len(encoded) / len(zlib.compress(encoded)) if encoded else 0.0
 
 
 def _with_window(model: Any, window_s: int) -> Any:

@@ -153,3 +153,69 @@ def test_chunks_of_long_uploads_leave_a_worker_free():
     only_chunks, with_live = asyncio.run(scenario())
     assert only_chunks == ["final-upload-1-1"]  # one chunk at a time on two workers
     assert with_live == ["final-upload-1-1", "final-live-1-9"]  # the free worker takes it
+
+
+class BatchingTranscriber(GatedTranscriber):
+    """A gated backend that also runs partials in batches, recording each batch's prompts."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def batch_key(self, audio, options):
+        return "short" if options.language != "long" else None
+
+    def transcribe_batch(self, items):
+        self.batches.append([options.prompt for _, options in items])
+        return [
+            Transcription(segments=(Segment(text=options.prompt),), backend=self.name)
+            for _, options in items
+        ]
+
+
+def test_partials_of_different_utterances_run_as_one_batch_finals_alone():
+    async def scenario():
+        backend = BatchingTranscriber()
+        scheduler = InferenceScheduler(backend, workers=1, max_batch_size=3)
+        await scheduler.start()
+        blocker = scheduler.submit(request(1, RequestKind.FINAL, session="a"))
+        await asyncio.sleep(0.05)  # the only worker is held by the final
+        partials = [
+            scheduler.submit(request(n, RequestKind.PARTIAL, session=f"s{n}")) for n in (2, 3, 4, 5)
+        ]
+        lone = dataclasses.replace(
+            request(6, RequestKind.PARTIAL, session="s6"), options=DecodeOptions(language="long")
+        )
+        partials.append(scheduler.submit(lone))
+        final = scheduler.submit(request(7, RequestKind.FINAL, session="b"))
+        backend.gate.set()
+        answers = await asyncio.gather(blocker, *partials, final)
+        await scheduler.close()
+        return backend, [answer.text for answer in answers]
+
+    backend, texts = asyncio.run(scenario())
+    # Finals one by one, first; then the partials at most three at a time, oldest first; the
+    # one the backend will not batch runs alone.
+    assert backend.calls == ["final-a-1-1", "final-b-1-7", "partial-s5-1-5", ""]
+    assert backend.batches == [["partial-s2-1-2", "partial-s3-1-3", "partial-s4-1-4"]]
+    assert texts[1:4] == ["partial-s2-1-2", "partial-s3-1-3", "partial-s4-1-4"]
+
+
+def test_a_partial_waits_the_batch_window_only_when_others_are_streaming():
+    async def scenario():
+        backend = BatchingTranscriber()
+        backend.gate.set()
+        scheduler = InferenceScheduler(backend, workers=1, max_batch_size=4, batch_window_ms=100)
+        await scheduler.start()
+        alone = await scheduler.submit(request(1, RequestKind.PARTIAL, session="x"))
+        # Another session streams: the next partial waits for it, and they share a batch.
+        first = scheduler.submit(request(2, RequestKind.PARTIAL, session="x", utterance=2))
+        await asyncio.sleep(0.02)
+        second = scheduler.submit(request(3, RequestKind.PARTIAL, session="y"))
+        await asyncio.gather(first, second)
+        await scheduler.close()
+        return backend, alone
+
+    backend, alone = asyncio.run(scenario())
+    assert alone.text == "partial-x-1-1"
+    assert backend.batches == [["partial-x-2-2", "partial-y-1-3"]]

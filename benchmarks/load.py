@@ -1,0 +1,535 @@
+"""How many real-time sessions one machine serves: StreamScribe beside WhisperLive.
+
+N concurrent sessions each stream real English speech from ../shared/audio (files joined with
+1-2 s pauses, a different rotation per session, starts staggered over 2 s) at real-time pace in
+100 ms messages. N is stepped up until the final latency p95 passes the budget. Per N: final
+latency p50/p95, first partial p50, WER of the finals, the server's CPU use and peak RSS.
+
+Latencies are measured the same way for both servers, on the client: from the moment the audio
+at the end of a piece of speech was sent to the moment its final text arrived ("end of speech to
+final"). StreamScribe waits for ``silence_duration_ms`` (500 ms) of silence before it can call
+an utterance over, so its budget is 1.5 s after that window: 2.0 s end of speech to final; the
+same 2.0 s is WhisperLive's budget. StreamScribe's own ``latency_ms`` (after the silence
+window) is reported beside it.
+
+    python benchmarks/load.py --server streamscribe --steps 1,2,4,6,8 --session-s 60 --record
+    bash benchmarks/whisperlive_setup.sh   # WhisperLive in benchmarks/.venv-whisperlive
+    python benchmarks/load.py --server whisperlive --steps 1,2,3,4 --session-s 60 --record
+    python benchmarks/load.py --soak-s 1800 --record   # one long stream: RSS and lag over time
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHARED = Path(os.environ.get("STREAMSCRIBE_SHARED_AUDIO", ROOT.parent / "shared" / "audio"))
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+FIGURES = ROOT / "benchmarks" / "figures"
+WL_PYTHON = ROOT / "benchmarks" / ".venv-whisperlive" / "bin" / "python"
+RATE_HZ = 16_000
+CHUNK_S = 0.1
+BUDGET_S = 2.0  # end of speech to final; StreamScribe: 1.5 s after its 500 ms silence window
+SILENCE_WINDOW_S = 0.5
+
+
+@dataclass
+class Clip:
+    audio: np.ndarray  # float32, 16 kHz
+    reference: str
+
+
+@dataclass
+class SessionResult:
+    finals: list[tuple[float, str]] = field(default_factory=list)  # (latency_s, text)
+    server_latency_ms: list[float] = field(default_factory=list)
+    first_partial_s: list[float] = field(default_factory=list)
+    degraded: int = 0
+    refused: str = ""
+    reference: str = ""
+
+
+def english_clips() -> list[Clip]:
+    from client.sources import decode_file
+
+    rows = [json.loads(line) for line in (SHARED / "manifest.jsonl").read_text().splitlines()]
+    return [
+        Clip(
+            np.frombuffer(decode_file(SHARED / row["file"]), "<i2").astype(np.float32) / 32768,
+            row["text"],
+        )
+        for row in rows
+        if row["language"] == "en" and row["duration_s"] <= 30
+    ]
+
+
+def build_stream(clips: list[Clip], rotation: int, seconds: float, seed: int) -> Clip:
+    """Whole files from ``rotation`` on, joined with 1-2 s pauses, until ``seconds`` of audio."""
+    rng = random.Random(seed)
+    parts: list[np.ndarray] = [np.zeros(int(0.5 * RATE_HZ), np.float32)]
+    texts: list[str] = []
+    total = 0.5
+    index = rotation
+    while total < seconds:
+        clip = clips[index % len(clips)]
+        pause = np.zeros(int(rng.uniform(1.0, 2.0) * RATE_HZ), np.float32)
+        parts += [clip.audio, pause]
+        texts.append(clip.reference)
+        total += (len(clip.audio) + len(pause)) / RATE_HZ
+        index += 1
+    return Clip(np.concatenate(parts), " ".join(texts))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------------- servers
+
+
+def start_streamscribe(port: int, model: str, extra: list[str]) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "streamscribe", "serve", "--model", model, "--compute-type",
+        "int8", "--port", str(port), "--log-level", "warning", "--idle-timeout-s", "0", *extra,
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT)
+    deadline = time.monotonic() + 180
+    import httpx
+
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise SystemExit("streamscribe did not get ready")
+
+
+def start_whisperlive(port: int, model: str) -> subprocess.Popen[bytes]:
+    if not WL_PYTHON.exists():
+        raise SystemExit("WhisperLive is not installed: bash benchmarks/whisperlive_setup.sh")
+    from server.backends.models import resolve_model
+
+    model_dir = resolve_model(model)
+    code = (
+        "import logging; logging.basicConfig(level=logging.WARNING)\n"
+        "from whisper_live.server import TranscriptionServer\n"
+        f"TranscriptionServer().run('127.0.0.1', {port}, backend='faster_whisper', "
+        f"faster_whisper_custom_model_path={str(model_dir)!r}, single_model=True, "
+        "max_clients=64, max_connection_time=7200)\n"
+    )
+    process = subprocess.Popen([str(WL_PYTHON), "-c", code], cwd=ROOT / "benchmarks")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.5)
+    process.kill()
+    raise SystemExit("WhisperLive did not start")
+
+
+class ProcessWatch:
+    """CPU seconds and peak RSS of a server process (and its children) from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.cpu_at_start = self.cpu_s()
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+# ---------------------------------------------------------------------- clients
+
+
+class Pacer:
+    """Sends audio at real-time pace and remembers when each stream second was sent."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def sent_at(self, stream_s: float) -> float:
+        return self.started + stream_s
+
+
+async def pace(pacer: Pacer, audio: np.ndarray, send: Any) -> None:
+    step = int(CHUNK_S * RATE_HZ)
+    pacer.started = time.monotonic()
+    for index, offset in enumerate(range(0, len(audio), step)):
+        wait = pacer.started + index * CHUNK_S - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await send(audio[offset : offset + step])
+
+
+async def streamscribe_session(url: str, stream: Clip, delay_s: float) -> SessionResult:
+    await asyncio.sleep(delay_s)
+    result = SessionResult(reference=stream.reference)
+    pacer = Pacer()
+    async with websockets.connect(url + "?language=en", max_size=None) as ws:
+        first = json.loads(await ws.recv())
+        if first["type"] == "error":
+            result.refused = first["code"]
+            return result
+
+        async def send(chunk: np.ndarray) -> None:
+            await ws.send((np.clip(chunk, -1, 1) * 32767).astype("<i2").tobytes())
+
+        async def sender() -> None:
+            await pace(pacer, stream.audio, send)
+            await ws.send(json.dumps({"type": "session.close"}))
+
+        task = asyncio.create_task(sender())
+        waiting_first: dict[int, float] = {}
+        async for raw in ws:
+            event = json.loads(raw)
+            kind = event["type"]
+            now = time.monotonic()
+            if kind == "speech.started":
+                waiting_first[event["utterance_id"]] = pacer.sent_at(event["start_ms"] / 1000)
+            elif kind == "transcript.partial" and event["utterance_id"] in waiting_first:
+                result.first_partial_s.append(now - waiting_first.pop(event["utterance_id"]))
+            elif kind == "transcript.final":
+                end_sent = pacer.sent_at(event["end_ms"] / 1000)
+                result.finals.append((now - end_sent, event["text"]))
+                if "latency_ms" in event:
+                    result.server_latency_ms.append(event["latency_ms"])
+            elif kind == "session.degraded":
+                result.degraded += 1
+            elif kind == "session.closed":
+                break
+        await task
+    return result
+
+
+async def whisperlive_session(url: str, stream: Clip, delay_s: float) -> SessionResult:
+    """WhisperLive's own protocol: a JSON hello, float32 audio, b"END_OF_AUDIO". A segment is
+    final when it arrives with ``completed: true``; the first text of a segment is its partial."""
+    await asyncio.sleep(delay_s)
+    result = SessionResult(reference=stream.reference)
+    pacer = Pacer()
+    uid = str(uuid.uuid4())
+    async with websockets.connect(url, max_size=None) as ws:
+        hello = {"uid": uid, "language": "en", "task": "transcribe", "model": "tiny.en",
+                 "use_vad": True, "send_last_n_segments": 10}  # fmt: skip
+        await ws.send(json.dumps(hello))
+        ready = json.loads(await ws.recv())
+        if ready.get("status") == "WAIT" or ready.get("message") != "SERVER_READY":
+            result.refused = str(ready)
+            return result
+
+        async def send(chunk: np.ndarray) -> None:
+            await ws.send(chunk.astype(np.float32).tobytes())
+
+        done = asyncio.Event()
+
+        async def sender() -> None:
+            await pace(pacer, stream.audio, send)
+            await asyncio.sleep(3.0)  # let it finish what it has, as its client does
+            await ws.send(b"END_OF_AUDIO")
+            done.set()
+
+        task = asyncio.create_task(sender())
+        completed: dict[str, str] = {}
+        last_open = ""
+        seen_partial_starts: set[str] = set()
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 1.0)
+            except asyncio.TimeoutError:
+                if done.is_set():
+                    break
+                continue
+            except websockets.ConnectionClosed:
+                break
+            message = json.loads(raw)
+            now = time.monotonic()
+            for segment in message.get("segments", []):
+                start = f"{float(segment['start']):.3f}"
+                if segment.get("completed"):
+                    if start not in completed:
+                        completed[start] = segment["text"]
+                        end_sent = pacer.sent_at(float(segment["end"]))
+                        result.finals.append((now - end_sent, segment["text"]))
+                else:
+                    last_open = segment["text"]
+                    if start not in seen_partial_starts:
+                        seen_partial_starts.add(start)
+                        result.first_partial_s.append(now - pacer.sent_at(float(segment["start"])))
+        await task
+        if last_open and (not completed or list(completed.values())[-1] != last_open):
+            result.finals.append((float("nan"), last_open))  # its client shows it at the end
+    return result
+
+
+# ---------------------------------------------------------------------- figures
+
+
+def wer(results: list[SessionResult]) -> float | None:
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    references, hypotheses = [], []
+    for result in results:
+        if result.refused:
+            continue
+        references.append(normalize(result.reference))
+        hypotheses.append(normalize(" ".join(text for _, text in result.finals)))
+    return float(jiwer.wer(references, hypotheses)) if references else None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    values = sorted(value for value in values if value == value)  # drop NaN
+    if not values:
+        return None
+    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
+
+
+def summarize(n: int, results: list[SessionResult], watch: ProcessWatch, wall_s: float) -> dict:
+    latencies = [latency for r in results for latency, _ in r.finals]
+    server_ms = [ms for r in results for ms in r.server_latency_ms]
+    first = [s for r in results for s in r.first_partial_s]
+    cpu_s = watch.cpu_s() - watch.cpu_at_start
+    p95 = percentile(latencies, 95)
+    return {
+        "sessions": n,
+        "refused": sum(bool(r.refused) for r in results),
+        "finals": sum(len(r.finals) for r in results),
+        "final_p50_s": _round(percentile(latencies, 50)),
+        "final_p95_s": _round(p95),
+        "server_latency_p50_ms": _round(percentile(server_ms, 50), 0),
+        "server_latency_p95_ms": _round(percentile(server_ms, 95), 0),
+        "first_partial_p50_s": _round(percentile(first, 50)),
+        "wer": _round(wer(results), 4),
+        "cpu_cores_used": round(cpu_s / wall_s, 2),
+        "rss_mb": round(watch.rss_mb()),
+        "degraded_notices": sum(r.degraded for r in results),
+        "holds": p95 is not None and p95 <= BUDGET_S,
+    }
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+# ---------------------------------------------------------------------- runs
+
+
+async def run_step(kind: str, url: str, streams: list[Clip]) -> list[SessionResult]:
+    session = streamscribe_session if kind == "streamscribe" else whisperlive_session
+    tasks = [
+        session(url, stream, delay_s=index * 2.0 / max(1, len(streams)))
+        for index, stream in enumerate(streams)
+    ]
+    return list(await asyncio.gather(*tasks))
+
+
+def load_test(args: argparse.Namespace) -> dict[str, Any]:
+    clips = english_clips()
+    port = free_port()
+    if args.server == "streamscribe":
+        extra = ["--admission", "false"] if not args.admission else []
+        process = start_streamscribe(port, args.model, extra + args.server_args)
+        url = f"ws://127.0.0.1:{port}/v1/stream"
+    else:
+        process = start_whisperlive(port, args.model)
+        url = f"ws://127.0.0.1:{port}"
+    steps = []
+    try:
+        watch = ProcessWatch(process.pid)
+        for n in args.steps:
+            streams = [build_stream(clips, index * 5, args.session_s, index) for index in range(n)]
+            watch.cpu_at_start = watch.cpu_s()
+            started = time.monotonic()
+            results = asyncio.run(run_step(args.server, url, streams))
+            step = summarize(n, results, watch, time.monotonic() - started)
+            steps.append(step)
+            print(json.dumps(step), flush=True)
+            if not step["holds"] and not args.keep_going:
+                break
+            time.sleep(3)
+        held = [step["sessions"] for step in steps if step["holds"]]
+        return {
+            "server": args.server,
+            "model": args.model,
+            "session_s": args.session_s,
+            "largest_n_that_holds": max(held) if held else 0,
+            "steps": steps,
+            "peak_rss_mb": round(watch.peak_rss_mb()),
+        }
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def soak(args: argparse.Namespace) -> dict[str, Any]:
+    """One session streaming ``soak_s`` of looped speech with pauses: RSS and lag over time."""
+    clips = english_clips()
+    stream = build_stream(clips, 0, args.soak_s, 0)
+    port = free_port()
+    process = start_streamscribe(port, args.model, ["--admission", "false", *args.server_args])
+    watch = ProcessWatch(process.pid)
+    samples: list[dict[str, float]] = []
+
+    async def sample_rss(stop: asyncio.Event, started: float) -> None:
+        while not stop.is_set():
+            samples.append({"t_s": round(time.monotonic() - started), "rss_mb": watch.rss_mb()})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 10)
+
+    async def main() -> SessionResult:
+        stop = asyncio.Event()
+        started = time.monotonic()
+        sampler = asyncio.create_task(sample_rss(stop, started))
+        result = await streamscribe_session(f"ws://127.0.0.1:{port}/v1/stream", stream, 0)
+        stop.set()
+        await sampler
+        return result
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    lags = [latency for latency, _ in result.finals]
+    quarter = max(1, len(samples) // 4)
+    return {
+        "soak_s": round(len(stream.audio) / RATE_HZ),
+        "finals": len(result.finals),
+        "wer": _round(wer([result]), 4),
+        "rss_mb_first_quarter_median": round(
+            statistics.median(s["rss_mb"] for s in samples[:quarter])
+        ),
+        "rss_mb_last_quarter_median": round(
+            statistics.median(s["rss_mb"] for s in samples[-quarter:])
+        ),
+        "rss_mb_max": round(max(s["rss_mb"] for s in samples)),
+        "lag_p50_s": _round(percentile(lags, 50)),
+        "lag_p95_s": _round(percentile(lags, 95)),
+        "lag_max_s": _round(max(lags) if lags else None),
+        "rss_samples": samples,
+        "lags": [round(latency, 3) for latency in lags],
+    }
+
+
+def plot(name: str, body: dict[str, Any]) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no figure", file=sys.stderr)
+        return None
+    FIGURES.mkdir(exist_ok=True)
+    path = FIGURES / f"{name}.png"
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    if "rss_samples" in body:
+        axes[0].plot(
+            [s["t_s"] for s in body["rss_samples"]], [s["rss_mb"] for s in body["rss_samples"]]
+        )
+        axes[0].set(xlabel="time (s)", ylabel="server RSS (MB)", title="RSS over the soak")
+        axes[1].plot(body["lags"], marker=".", linestyle="none")
+        axes[1].axhline(BUDGET_S, color="red", linewidth=0.8)
+        axes[1].set(xlabel="final #", ylabel="end of speech to final (s)", title="lag")
+    else:
+        for run in body["runs"]:
+            xs = [s["sessions"] for s in run["steps"]]
+            axes[0].plot(
+                xs, [s["final_p95_s"] for s in run["steps"]], marker="o", label=run["server"]
+            )
+            axes[1].plot(xs, [s["wer"] for s in run["steps"]], marker="o", label=run["server"])
+        axes[0].axhline(BUDGET_S, color="red", linewidth=0.8)
+        axes[0].set(xlabel="concurrent sessions", ylabel="final latency p95 (s)")
+        axes[1].set(xlabel="concurrent sessions", ylabel="WER")
+        axes[0].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    return path
+
+
+def record(title: str, command: str, body: dict[str, Any]) -> None:
+    shown = {key: value for key, value in body.items() if key not in ("rss_samples", "lags")}
+    text = (
+        f"\n## {title} ({time.strftime('%Y-%m-%d')})\n\nMachine: {os.uname().machine}, "
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}. Command: `{command}`\n\n"
+        f"```json\n{json.dumps(shown, indent=2)}\n```\n"
+    )
+    with RESULTS.open("a") as results:
+        results.write(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", choices=("streamscribe", "whisperlive"), default="streamscribe")
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--steps", default="1,2,4,6,8")
+    parser.add_argument("--session-s", type=float, default=60.0)
+    parser.add_argument("--keep-going", action="store_true", help="run every step")
+    parser.add_argument("--admission", action="store_true", help="keep admission control on")
+    parser.add_argument("--server-arg", dest="server_args", action="append", default=[])
+    parser.add_argument("--soak-s", type=float, default=0.0, help="run the soak instead")
+    parser.add_argument("--record", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    args.steps = [int(step) for step in args.steps.split(",")]
+    command = "python benchmarks/load.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.soak_s:
+        body = soak(args)
+        title = f"Soak: one {body['soak_s']} s stream"
+        plot("soak", body)
+    else:
+        body = load_test(args)
+        title = f"Load: concurrent real-time sessions ({args.server})"
+    if args.out:
+        args.out.write_text(json.dumps(body, indent=2))
+    print(json.dumps({k: v for k, v in body.items() if k not in ("rss_samples", "lags")}, indent=2))
+    if args.record:
+        record(title, command, body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
