@@ -261,9 +261,17 @@ async def whisperlive_session(url: str, stream: Clip, delay_s: float) -> Session
 
         done = asyncio.Event()
 
+        covered_s = 0.0  # how far into the stream its segments reach
+        audio_s = len(stream.audio) / RATE_HZ
+
         async def sender() -> None:
             await pace(pacer, stream.audio, send)
-            await asyncio.sleep(3.0)  # let it finish what it has, as its client does
+            # It has no end-of-stream flush: give it until its segments reach the last speech
+            # (the stream ends in a 1-2 s pause), or at most 15 s, before saying goodbye.
+            deadline = time.monotonic() + 15
+            while covered_s < audio_s - 2.5 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)
             await ws.send(b"END_OF_AUDIO")
             done.set()
 
@@ -283,6 +291,7 @@ async def whisperlive_session(url: str, stream: Clip, delay_s: float) -> Session
             message = json.loads(raw)
             now = time.monotonic()
             for segment in message.get("segments", []):
+                covered_s = max(covered_s, float(segment["end"]))
                 start = f"{float(segment['start']):.3f}"
                 if segment.get("completed"):
                     if start not in completed:

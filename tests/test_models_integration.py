@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import httpx
+import numpy as np
 import pytest
 
 from client.sources import decode_file
@@ -203,3 +205,47 @@ def run_get(url: str) -> dict:
     import httpx
 
     return httpx.get(url).json()
+
+
+def test_batched_partials_read_the_same_as_partials_run_alone(tiny_server):
+    from server.transcription import DecodeOptions
+
+    backend = tiny_server.app.state.scheduler.transcriber
+    items = []
+    for name in ENGLISH[:3]:
+        audio = np.frombuffer(decode_file(shared_file(name)), "<i2").astype(np.float32) / 32768
+        items.append((audio[: 16_000 * 4], DecodeOptions(language="en", prompt="Hello there.")))
+    assert len({backend.batch_key(*item) for item in items}) == 1
+    batched = backend.transcribe_batch(items)
+    alone = [backend.transcribe(*item, final=False) for item in items]
+    assert [answer.text for answer in batched] == [answer.text for answer in alone]
+    assert all(answer.text for answer in batched)
+
+
+def test_concurrent_sessions_share_batches_and_keep_their_own_words(tiny_server):
+    """Four speakers at once: partials run in shared batches, and every final still matches its
+    own speaker's reference."""
+    import asyncio
+
+    refs = references()
+
+    async def everyone():
+        return await asyncio.gather(
+            *(
+                stream_pcm(
+                    tiny_server.ws_url,
+                    decode_file(shared_file(name)),
+                    speed=1.0,
+                    options={"language": "en"},
+                )
+                for name in ENGLISH
+            )
+        )
+
+    results = run(everyone())
+    hypotheses = [" ".join(final["text"] for final in result.finals) for result in results]
+    assert wer([refs[name] for name in ENGLISH], hypotheses) <= 0.2
+    metrics = httpx.get(tiny_server.http_url + "/metrics").text
+    batches = re.search(r"^streamscribe_batch_size_count (\S+)", metrics, re.M)
+    total = re.search(r"^streamscribe_batch_size_sum (\S+)", metrics, re.M)
+    assert batches and total and float(total.group(1)) > float(batches.group(1)) > 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -24,9 +23,6 @@ from server.transcription import (
 
 # Temperature fallback as Whisper does it: retry hotter when the output fails the thresholds.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-# Partials of utterances shorter than this are encoded in a window of this length instead of
-# Whisper's 30 s: the encoder's cost is proportional to the window, and a partial is provisional.
-SHORT_WINDOW_S = 10
 
 
 class FasterWhisperTranscriber:
@@ -56,7 +52,6 @@ class FasterWhisperTranscriber:
         bundled = BUNDLED_MODELS.get(model)
         self.multilingual = bundled.multilingual if bundled else not model.endswith(".en")
         self._model: Any = None
-        self._short_window_model: Any = None
         self._batched: _BatchedPartials | None = None
 
     def load(self) -> None:
@@ -82,7 +77,6 @@ class FasterWhisperTranscriber:
                 f"{', '.join(BUNDLED_MODELS)} (pip install 'streamscribe[models]')"
             ) from exc
         self.multilingual = bool(self._model.model.is_multilingual)
-        self._short_window_model = _with_window(self._model, SHORT_WINDOW_S)
         self._batched = _BatchedPartials(self._model, self.multilingual)
         # Warm up: the first call allocates buffers and is several times slower.
         warmup = np.random.default_rng(0).normal(0, 0.01, 16_000).astype(np.float32)
@@ -123,13 +117,12 @@ class FasterWhisperTranscriber:
         temperature: float | tuple[float, ...] = options.temperature
         if final and options.temperature == 0:
             temperature = FALLBACK_TEMPERATURES
-        model, window_s = self._model, None
-        if not final and len(audio) < (SHORT_WINDOW_S - 1) * 16_000:
-            model, window_s = self._short_window_model, SHORT_WINDOW_S
+        # One window length for every request: faster-whisper pads each window's features to
+        # Whisper's 30 s before the encoder, so a shorter ``chunk_length`` saves nothing.
+        model = self._model
         try:
             segments, info = model.transcribe(
                 audio,
-                chunk_length=window_s,
                 language=language,
                 task=options.task,
                 beam_size=self.final_beam_size if final else self.partial_beam_size,
@@ -262,19 +255,6 @@ class _BatchedPartials:
 def _compression_ratio(text: str) -> float:
     encoded = text.encode("utf-8")
     return len(encoded) / len(zlib.compress(encoded)) if encoded else 0.0
-
-
-def _with_window(model: Any, window_s: int) -> Any:
-    """A view of ``model`` sharing its weights but with a feature extractor of its own, padded
-    to ``window_s``. faster-whisper's ``chunk_length`` rewrites the extractor it is given, so
-    a shared one would race between threads; this one is only ever set to the same value."""
-    view = copy.copy(model)
-    extractor = copy.copy(model.feature_extractor)
-    extractor.chunk_length = window_s
-    extractor.n_samples = window_s * extractor.sampling_rate
-    extractor.nb_max_frames = extractor.n_samples // extractor.hop_length
-    view.feature_extractor = extractor
-    return view
 
 
 def _segment(segment: Any) -> Segment:
