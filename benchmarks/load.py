@@ -219,7 +219,15 @@ async def streamscribe_session(url: str, stream: Clip, delay_s: float) -> Sessio
 
         task = asyncio.create_task(sender())
         waiting_first: dict[int, float] = {}
-        async for raw in ws:
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 60)
+            except asyncio.TimeoutError:
+                print(f"no event for 60 s (sender done: {task.done()})", file=sys.stderr)
+                if task.done() and task.exception():
+                    print(f"sender failed: {task.exception()!r}", file=sys.stderr)
+                result.refused = "stalled"
+                break
             event = json.loads(raw)
             kind = event["type"]
             now = time.monotonic()
@@ -236,7 +244,8 @@ async def streamscribe_session(url: str, stream: Clip, delay_s: float) -> Sessio
                 result.degraded += 1
             elif kind == "session.closed":
                 break
-        await task
+        if not task.done():
+            task.cancel()
     return result
 
 

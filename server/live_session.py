@@ -397,7 +397,7 @@ class LiveSession:
                     lambda done, request=event: self._receive_answer(request, done)
                 )
             elif isinstance(event, RequestCancelled):
-                self.scheduler.cancel(event.request_id)
+                self.scheduler.cancel(self.session_id, event.request_id)
             elif isinstance(event, SessionDrained):
                 self._closed_message = protocol.session_closed(self.session_id, self._close_reason)
                 self._broadcast(self._closed_message)

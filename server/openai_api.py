@@ -340,7 +340,7 @@ async def _transcribe(scheduler: InferenceScheduler, job: TranscribeRequest) -> 
     try:
         await asyncio.wait({future})
     except asyncio.CancelledError:
-        scheduler.cancel(job.request_id)  # the client went away
+        scheduler.cancel(job.session_id, job.request_id)  # the client went away
         raise
     if future.cancelled():
         raise ApiError(

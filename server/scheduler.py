@@ -194,9 +194,11 @@ class InferenceScheduler:
         self._notify()
         return job.future
 
-    def cancel(self, request_id: int) -> None:
+    def cancel(self, session_id: str, request_id: int) -> None:
+        """Drop one queued final. Request ids count per session, so the session names it too:
+        cancelling by id alone once dropped another session's final, which then never came."""
         for job in self._finals:
-            if job.request.request_id == request_id:
+            if job.request.request_id == request_id and job.request.session_id == session_id:
                 job.future.cancel()
         self._finals = deque(job for job in self._finals if not job.future.cancelled())
 

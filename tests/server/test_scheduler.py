@@ -219,3 +219,26 @@ def test_a_partial_waits_the_batch_window_only_when_others_are_streaming():
     backend, alone = asyncio.run(scenario())
     assert alone.text == "partial-x-1-1"
     assert backend.batches == [["partial-x-2-2", "partial-y-1-3"]]
+
+
+def test_cancelling_a_request_leaves_other_sessions_requests_with_the_same_id():
+    """Request ids count per session: session a's cancel of its request 2 must not touch
+    session b's request 2 (that final would never come)."""
+
+    async def scenario():
+        backend = GatedTranscriber()
+        scheduler = InferenceScheduler(backend, workers=1)
+        await scheduler.start()
+        blocker = scheduler.submit(request(1, RequestKind.FINAL, session="x"))
+        await asyncio.sleep(0.05)
+        mine = scheduler.submit(request(2, RequestKind.FINAL, session="a"))
+        theirs = scheduler.submit(request(2, RequestKind.FINAL, session="b"))
+        scheduler.cancel("a", 2)
+        backend.gate.set()
+        answer = await theirs
+        await blocker
+        await scheduler.close()
+        return mine.cancelled(), answer.text
+
+    mine_cancelled, their_text = asyncio.run(scenario())
+    assert mine_cancelled and their_text == "final-b-1-2"
