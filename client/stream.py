@@ -82,6 +82,8 @@ class TerminalView:
                 print(event["text"], file=self.out, flush=True)
         elif kind == "error":
             print(f"error [{event['code']}]: {event['message']}", file=self.err, flush=True)
+        elif kind in ("session.degraded", "session.recovered"):
+            print(f"server load: partials {event['partials']}", file=self.err, flush=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

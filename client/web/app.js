@@ -59,6 +59,17 @@ function onEvent(event) {
     case "error":
       $("#notice").textContent = `${event.code}: ${event.message}`;
       break;
+    case "session.degraded":
+      // The server is short of compute: live text comes less often (or only at pauses), the
+      // final text of each sentence still comes.
+      $("#notice").textContent =
+        event.partials === "paused"
+          ? "The server is busy: text appears when you pause."
+          : "The server is busy: live text updates less often.";
+      break;
+    case "session.recovered":
+      $("#notice").textContent = "";
+      break;
   }
 }
 
