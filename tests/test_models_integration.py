@@ -38,7 +38,12 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
 
 def model_server(model: str):
     require_model(model)
-    settings = ServerSettings(model=model, compute_type="int8", beam_size=1, cpu_threads=2)
+    # One server serves every test of the module, several faster than real time and beside
+    # other servers on the same cores: admission control (tested in test_admission) would
+    # rightly start refusing them.
+    settings = ServerSettings(
+        model=model, compute_type="int8", beam_size=1, cpu_threads=2, admission=False
+    )
     return running_server(create_app(settings))
 
 
