@@ -77,7 +77,7 @@ class ServerContext:
         if kind == "final":
             self.load.receive_final_run(run_s, time.monotonic())
 
-    def update_load(self) -> LoadReport:
+    def update_load(self) -> None:
         """Re-read the load; tell every session when the level changes."""
         self.load.receive_queue(self.scheduler.finals_queued)
         report = self.load.report(time.monotonic())
@@ -87,7 +87,6 @@ class ServerContext:
         if changed:
             for live in list(self.live_sessions.values()):
                 live.receive_load(report)
-        return report
 
     async def watch_load(self, interval_s: float = 0.5) -> None:
         while True:

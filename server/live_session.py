@@ -111,10 +111,10 @@ class LiveSession:
             context.limits.audio_burst_s,
             time.monotonic(),
         )
-        self._load_level = LoadLevel.NORMAL
+        # Born into the server's current load; ``attach`` tells the client if it is not normal.
+        self._load_level = context.load_report.level
+        session.receive_load(self._load_level)
         context.live_sessions[self.session_id] = self
-        if context.load_report.level is not LoadLevel.NORMAL:
-            self.receive_load(context.load_report)
         self.metrics.record_session_opened()
         self.log.info("session %s opened (key %s)", self.session_id, principal.key_id)
 

@@ -247,7 +247,8 @@ class InferenceScheduler:
         return self.transcriber.batch_key(request.audio, request.options)  # type: ignore[union-attr]
 
     def _more_partials(self, first: _Job, room: int) -> list[_Job]:
-        """Queued partials that can share ``first``'s batch, oldest first, taken off the queue."""
+        """Queued partials that can share ``first``'s batch, oldest first, taken off the queue
+        and marked running (no other worker may start another partial of their utterances)."""
         key = self._batch_key(first.request)
         if key is None or room <= 0:
             return []
@@ -259,6 +260,7 @@ class InferenceScheduler:
                 del self._partials[utterance]
             elif utterance not in self._running_partials and self._batch_key(job.request) == key:
                 del self._partials[utterance]
+                self._running_partials.add(utterance)
                 taken.append(job)
         return taken
 
@@ -273,23 +275,18 @@ class InferenceScheduler:
         return any(key not in inside for key in self._recent_partials)
 
     async def _gather_batch(self, first: _Job) -> list[_Job]:
-        batch = [first]
         self._running_partials.add(_partial_key(first.request))
-        batch += self._more_partials(first, self.max_batch_size - 1)
+        batch = [first, *self._more_partials(first, self.max_batch_size - 1)]
         if (
             len(batch) < self.max_batch_size
             and self.batch_window_s > 0
             and self._others_streaming(batch)
         ):
-            for job in batch:
-                self._running_partials.add(_partial_key(job.request))
             await asyncio.sleep(self.batch_window_s)
             batch += self._more_partials(first, self.max_batch_size - len(batch))
             for job in [job for job in batch if job.future.cancelled()]:
-                batch.remove(job)  # made stale by a newer partial while the batch waited
+                batch.remove(job)  # its session ended while the batch waited
                 self._running_partials.discard(_partial_key(job.request))
-        for job in batch:
-            self._running_partials.add(_partial_key(job.request))
         return batch
 
     async def _work(self) -> None:

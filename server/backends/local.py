@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -165,10 +164,12 @@ class _BatchedPartials:
     def __init__(self, model: Any, multilingual: bool) -> None:
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_compression_ratio
 
         self._model = model
         self._pad_or_trim = pad_or_trim
         self._tokenizer = Tokenizer
+        self._compression_ratio = get_compression_ratio
         self.multilingual = multilingual
         self.window_frames = model.feature_extractor.nb_max_frames
         self.window_samples = model.feature_extractor.n_samples
@@ -220,7 +221,7 @@ class _BatchedPartials:
                 end_s=duration_s,
                 avg_logprob=result.scores[0] * len(tokens) / (len(tokens) + 1),
                 no_speech_prob=float(result.no_speech_prob),
-                compression_ratio=_compression_ratio(text),
+                compression_ratio=self._compression_ratio(text.strip()),
                 tokens=tuple(tokens),
             )
             answers.append(
@@ -250,11 +251,6 @@ class _BatchedPartials:
                 for (language, probability), ranked in zip(chosen, detected, strict=True)
             ]
         return chosen
-
-
-def _compression_ratio(text: str) -> float:
-    encoded = text.encode("utf-8")
-    return len(encoded) / len(zlib.compress(encoded)) if encoded else 0.0
 
 
 def _segment(segment: Any) -> Segment:
