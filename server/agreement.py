@@ -1,14 +1,21 @@
-"""LocalAgreement: the words two consecutive hypotheses agree on become stable.
+"""LocalAgreement-n: the words n consecutive hypotheses agree on become stable (n = 3).
 
 Stable words never change within an utterance. Words are compared loosely (case and punctuation
 ignored) because Whisper often re-punctuates a growing utterance ("Hello." then "Hello,
 world"); the stable text keeps the surface form it was first agreed with.
+
+The newest hypothesis's last word never becomes stable, even when the previous hypothesis agrees
+on it: it is the word the audio may have cut, and where the audio ends in a breath or silence it
+is where Whisper puts its hallucinations ("you", "Thank you."). Two partials of the same trailing
+silence agree on those as readily as on real words; a word that the model has since continued
+past is far more likely to be right. Three agreeing hypotheses rather than two for the same
+reason: greedy partials of nearly the same audio make the same mistakes, and every wrong stable
+word is a word the final must keep. ``benchmarks/agreement_replay.py`` measures the choice.
 """
 
 from __future__ import annotations
 
 import re
-from difflib import SequenceMatcher
 
 _PUNCTUATION = re.compile(r"[^\w']+", re.UNICODE)
 
@@ -36,33 +43,41 @@ def continuation_after(stable: list[str], hypothesis: list[str]) -> list[str]:
     """The words of ``hypothesis`` that come after the part matching ``stable``.
 
     When the hypothesis starts with the stable words this is a plain slice. When the model
-    changed its mind about a stable word, the hypothesis is aligned to the stable words and the
-    text after the last aligned word is kept, so nothing stable is repeated or lost.
+    changed its mind about some stable words, the stable words are aligned to the hypothesis's
+    beginning by word edit distance: the cut is the hypothesis prefix closest to them (nearest
+    to their length among equals), so a changed word ("you" heard again as "your") costs that
+    word, never the words after it, and nothing stable is repeated.
     """
     if not stable:
         return hypothesis
     if common_prefix_words(stable, hypothesis) == len(stable):
         return hypothesis[len(stable) :]
-    matcher = SequenceMatcher(
-        a=[comparable(word) for word in stable],
-        b=[comparable(word) for word in hypothesis],
-        autojunk=False,
-    )
-    blocks = [block for block in matcher.get_matching_blocks() if block.size]
-    if not blocks:
-        # Nothing in common: keep only the words beyond the stable length.
-        return hypothesis[len(stable) :]
-    last = blocks[-1]
-    stable_words_left = len(stable) - (last.a + last.size)
-    return hypothesis[last.b + last.size + stable_words_left :]
+    return hypothesis[_aligned_prefix_length(stable, hypothesis) :]
+
+
+def _aligned_prefix_length(stable: list[str], hypothesis: list[str]) -> int:
+    """The ``k`` whose ``hypothesis[:k]`` is fewest word edits from ``stable``."""
+    left = [comparable(word) for word in stable]
+    right = [comparable(word) for word in hypothesis]
+    # Levenshtein distances from left[:i] to every right[:j], one row per stable word.
+    row = list(range(len(right) + 1))
+    for i, word in enumerate(left, start=1):
+        previous, row = row, [i]
+        for j, other in enumerate(right, start=1):
+            row.append(min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (word != other)))
+    return min(range(len(row)), key=lambda k: (row[k], abs(k - len(stable))))
 
 
 class LocalAgreement:
-    """Tracks the stable prefix of one utterance across successive partial hypotheses."""
+    """Tracks the stable prefix of one utterance across successive partial hypotheses.
 
-    def __init__(self) -> None:
+    ``agreeing`` is how many consecutive hypotheses must agree on a word (LocalAgreement-n).
+    """
+
+    def __init__(self, agreeing: int = 3) -> None:
+        self.agreeing = max(agreeing, 2)
         self.stable_words: list[str] = []
-        self._previous: list[str] | None = None
+        self._previous: list[list[str]] = []  # the last ``agreeing - 1`` hypotheses
 
     @property
     def stable_text(self) -> str:
@@ -71,12 +86,14 @@ class LocalAgreement:
     def receive_hypothesis(self, text: str) -> tuple[str, str]:
         """Take a new hypothesis; return (stable text, unstable tail) to show the user."""
         tail = continuation_after(self.stable_words, words_of(text))
-        if self._previous is not None:
-            previous_tail = continuation_after(self.stable_words, self._previous)
-            agreed = common_prefix_words(previous_tail, tail)
+        if len(self._previous) == self.agreeing - 1:
+            agreed = max(len(tail) - 1, 0)
+            for previous in self._previous:
+                previous_tail = continuation_after(self.stable_words, previous)
+                agreed = min(agreed, common_prefix_words(previous_tail, tail))
             self.stable_words.extend(tail[:agreed])
             tail = tail[agreed:]
-        self._previous = words_of(text)
+        self._previous = [*self._previous, words_of(text)][-(self.agreeing - 1) :]
         return self.stable_text, " ".join(tail)
 
     def finalize(self, text: str) -> str:

@@ -12,7 +12,7 @@ Batching: a backend with ``transcribe_batch`` (the local model) gets partials of
 utterances that are queued at the same moment in one call, up to ``max_batch_size``, grouped by
 the backend's ``batch_key``. When fewer are queued and other utterances had partials in the last
 second, the worker waits ``batch_window_ms`` for them to arrive. Finals are not batched: each
-runs with its own beam search, temperature fallback and decoder prefix.
+runs with its own beam search and temperature fallback.
 
 A blocking backend (the local model) runs in ``workers`` threads. An async backend (the remote
 API) is awaited on the event loop by as many worker tasks as it allows concurrent requests, so

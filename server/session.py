@@ -438,19 +438,13 @@ class Session:
         for utterance in self._utterances.values():
             if utterance.final_answer is None and utterance.final_failed is None:
                 if utterance.final_request is None and utterance.wanted_final_end is not None:
-                    # The stable words are frozen from here on and handed to the model as the
-                    # start of its output, so the final continues them instead of contradicting
-                    # them. A forced cut gets none: its partials heard audio past the cut.
-                    prefix = (
-                        ""
-                        if utterance.end_reason == "max_duration"
-                        else (utterance.agreement.stable_text)
-                    )
+                    # The stable words are frozen from here on (no partial is applied after
+                    # this request); the model decodes the whole utterance freely and the final
+                    # keeps the stable words, aligned to its answer (``LocalAgreement.finalize``).
                     request = self._request(
                         utterance,
                         RequestKind.FINAL,
                         utterance.wanted_final_end,
-                        prefix,
                         audio=utterance.final_audio,
                     )
                     utterance.final_request = request
@@ -503,7 +497,6 @@ class Session:
         utterance: _Utterance,
         kind: RequestKind,
         end: int,
-        prefix: str = "",
         *,
         audio: Samples | None = None,
     ) -> TranscribeRequest:
@@ -513,16 +506,15 @@ class Session:
             utterance_id=utterance.utterance_id,
             kind=kind,
             audio=audio if audio is not None else self._audio.slice(utterance.start_samples, end),
-            options=self._decode_options(prefix),
+            options=self._decode_options(),
             start_samples=utterance.start_samples,
             end_samples=end,
         )
 
-    def _decode_options(self, prefix: str = "") -> DecodeOptions:
+    def _decode_options(self) -> DecodeOptions:
         return DecodeOptions(
             language=self.options.language,
             prompt=self.prompt.prompt(),
-            prefix=prefix,
             partial_backend=self.options.partial_backend,
         )
 

@@ -29,9 +29,6 @@ class DecodeOptions:
 
     language: str | None = None
     prompt: str = ""
-    # Text the output should start with (the utterance's stable words). Backends that can force
-    # a decoder prefix do; the text they return includes it.
-    prefix: str = ""
     task: str = "transcribe"
     temperature: float = 0.0
     # Which backend serves partials where there are two (a remote and a local model):

@@ -126,7 +126,6 @@ class FasterWhisperTranscriber:
                 task=options.task,
                 beam_size=self.final_beam_size if final else self.partial_beam_size,
                 initial_prompt=options.prompt or None,
-                prefix=options.prefix or None,
                 condition_on_previous_text=False,
                 temperature=temperature,
                 without_timestamps=not (options.timestamps or options.word_timestamps),

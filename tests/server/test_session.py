@@ -144,29 +144,29 @@ def test_partials_slow_down_to_the_models_turnaround():
     assert partials[0].end_samples - partials[0].start_samples <= 600 * 16
 
 
-class PrefixHonouring(ScriptedTranscriber):
-    """Like faster-whisper with ``prefix``: the final starts with the stable words."""
+class FinalHearsItDifferently(ScriptedTranscriber):
+    """The final's answer changes the first word the partials agreed on and adds one at the end."""
 
     def transcribe(self, audio, options, *, final=True):
         answer = super().transcribe(audio, options, final=final)
-        if not final or not options.prefix:
+        if not final:
             return answer
-        words = answer.text.split()[len(options.prefix.split()) :]
-        text = " ".join([options.prefix.upper(), *words])  # the model's own surface form
+        text = " ".join(["won", *answer.text.split()[1:], "seven"])
         return Transcription((Segment(text=" " + text),), language="en")
 
 
-def test_the_final_request_hands_the_stable_words_to_the_model_as_prefix():
-    transcriber = PrefixHonouring(["one two three four five six"], words_per_second=3)
+def test_the_final_keeps_the_stable_words_and_takes_the_rest_from_its_answer():
+    transcriber = FinalHearsItDifferently(["one two three four five six"], words_per_second=3)
     driver = Driver(energy_session(), transcriber)
     driver.feed(pcm16(bursts(300, 2500, 800)), 1600)
     final_request = next(
         r for r in driver.of_type(TranscribeRequest) if r.kind is RequestKind.FINAL
     )
     last_stable = [p.stable_text for p in driver.of_type(PartialText)][-1]
-    assert final_request.options.prefix == last_stable != ""
+    assert last_stable.startswith("one")
     final = driver.of_type(FinalText)[0]
-    assert final.text == "one two three four five six"  # the stable words as shown
+    # The stable words as shown, then the answer's words after the part aligned to them.
+    assert final.text == "one two three four five six seven"
     # No partial follows the final request: the stable words are frozen.
     index = driver.events.index(final_request)
     assert not [e for e in driver.events[index:] if isinstance(e, PartialText)]
@@ -188,10 +188,10 @@ def test_a_forced_cut_final_does_not_keep_stable_words_from_past_the_cut():
     assert finals[0].reason == "max_duration"
     assert finals[0].text == "alpha beta"
     stable = [p.stable_text for p in driver.of_type(PartialText) if p.utterance_id == 1]
-    assert stable[-1] == "alpha beta gamma delta"
+    assert stable[-1] == "alpha beta gamma"  # the last word of a hypothesis is never stable
     # A silence-ended utterance keeps its stable words.
     assert finals[-1].reason == "silence"
-    assert finals[-1].text.startswith("alpha beta gamma delta")
+    assert finals[-1].text.startswith("alpha beta gamma")
 
 
 def hallucination(text: str, **stats) -> Transcription:

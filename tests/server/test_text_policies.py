@@ -6,22 +6,52 @@ from server.quality import QualityThresholds, filter_transcription
 from server.transcription import Segment, Transcription
 
 
-def test_two_agreeing_hypotheses_make_their_common_prefix_stable():
+def test_three_agreeing_hypotheses_make_their_common_prefix_stable():
     agreement = LocalAgreement()
     assert agreement.receive_hypothesis("Hello") == ("", "Hello")
-    assert agreement.receive_hypothesis("Hello, world") == ("Hello,", "world")
+    assert agreement.receive_hypothesis("Hello, world") == ("", "Hello, world")
+    assert agreement.receive_hypothesis("hello world. How") == ("hello", "world. How")
     # Case and punctuation do not break agreement; the stable text is never rewritten.
-    assert agreement.receive_hypothesis("hello world. How are") == ("Hello, world.", "How are")
+    assert agreement.receive_hypothesis("Hello world, how are") == ("hello world,", "how are")
+    assert agreement.receive_hypothesis("Hello, world, how are you") == (
+        "hello world, how",
+        "are you",
+    )
+
+
+def test_two_agreeing_is_the_classic_local_agreement():
+    agreement = LocalAgreement(agreeing=2)
+    agreement.receive_hypothesis("Hello")
+    assert agreement.receive_hypothesis("Hello, world") == ("Hello,", "world")
+
+
+def test_the_last_word_of_a_hypothesis_never_becomes_stable():
+    """Trailing silence makes Whisper add "you"; every partial of it agrees."""
+    agreement = LocalAgreement()
+    for _ in range(4):
+        stable, tail = agreement.receive_hypothesis("in 1813. you")
+    assert (stable, tail) == ("in 1813.", "you")
+    assert agreement.finalize("In 1813.") == "in 1813."
 
 
 def test_stable_words_survive_a_model_changing_its_mind():
-    agreement = LocalAgreement()
+    agreement = LocalAgreement(agreeing=2)
     agreement.receive_hypothesis("the cat sat")
     agreement.receive_hypothesis("the cat sat on")
     assert agreement.stable_text == "the cat sat"
     stable, tail = agreement.receive_hypothesis("a cat sat on the mat")
     assert stable == "the cat sat on" and tail == "the mat"
     assert agreement.finalize("the hat sat on the mat.") == "the cat sat on the mat."
+
+
+def test_a_changed_stable_word_costs_that_word_not_the_words_after_it():
+    """A greedy partial heard "what you are"; the final hears "what your country can do"."""
+    stable = "and so my fellow americans ask not what you are".split()
+    final = "And so my fellow Americans ask not what your country can do for you.".split()
+    assert continuation_after(stable, final) == "can do for you.".split()
+    # A stable word the final drops is kept once, not repeated.
+    assert continuation_after(["alpha", "beta", "gamma"], ["alpha", "beta"]) == []
+    assert continuation_after(["one", "two"], ["one", "three", "four"]) == ["four"]
 
 
 def test_continuation_when_nothing_matches_keeps_words_beyond_the_stable_length():
