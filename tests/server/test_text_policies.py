@@ -1,6 +1,6 @@
 """LocalAgreement, prompt carry-over and the hallucination filter."""
 
-from server.agreement import LocalAgreement, continuation_after
+from server.agreement import LocalAgreement, continuation_after, words_of
 from server.prompt import PromptCarry, tail_at_word_boundary
 from server.quality import QualityThresholds, filter_transcription
 from server.transcription import Segment, Transcription
@@ -46,9 +46,9 @@ def test_stable_words_survive_a_model_changing_its_mind():
 
 def test_a_changed_stable_word_costs_that_word_not_the_words_after_it():
     """A greedy partial heard "what you are"; the final hears "what your country can do"."""
-    stable = "and so my fellow americans ask not what you are".split()
-    final = "And so my fellow Americans ask not what your country can do for you.".split()
-    assert continuation_after(stable, final) == "can do for you.".split()
+    stable = words_of("and so my fellow americans ask not what you are")
+    final = words_of("And so my fellow Americans ask not what your country can do for you.")
+    assert continuation_after(stable, final) == ["can", "do", "for", "you."]
     # A stable word the final drops is kept once, not repeated.
     assert continuation_after(["alpha", "beta", "gamma"], ["alpha", "beta"]) == []
     assert continuation_after(["one", "two"], ["one", "three", "four"]) == ["four"]
