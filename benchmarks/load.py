@@ -365,6 +365,36 @@ def summarize(n: int, results: list[SessionResult], watch: ProcessWatch, wall_s:
     }
 
 
+def batch_counts(port: int) -> dict[str, tuple[float, float]]:
+    """StreamScribe's ``streamscribe_batch_size`` per kind: (batches run, requests in them)."""
+    import re
+
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    counts: dict[str, tuple[float, float]] = {}
+    for kind in ("partial", "final"):
+        found = [
+            re.search(rf'^streamscribe_batch_size_{part}{{kind="{kind}"}} (\S+)', text, re.M)
+            for part in ("count", "sum")
+        ]
+        counts[kind] = tuple(float(m.group(1)) if m else 0.0 for m in found)  # type: ignore[assignment]
+    return counts
+
+
+def batch_figures(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Per kind: how many requests ran in shared batches during a step, and the mean size."""
+    figures = {}
+    for kind in ("partial", "final"):
+        batches = after[kind][0] - before[kind][0]
+        requests = after[kind][1] - before[kind][1]
+        figures[f"{kind}s_batched"] = round(requests)
+        figures[f"{kind}_batch_mean"] = round(requests / batches, 2) if batches else 0.0
+    return figures
+
+
 def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -397,9 +427,12 @@ def load_test(args: argparse.Namespace) -> dict[str, Any]:
         for n in args.steps:
             streams = [build_stream(clips, index * 5, args.session_s, index) for index in range(n)]
             watch.cpu_at_start = watch.cpu_s()
+            batches_before = batch_counts(port) if args.server == "streamscribe" else None
             started = time.monotonic()
             results = asyncio.run(run_step(args.server, url, streams))
             step = summarize(n, results, watch, time.monotonic() - started)
+            if batches_before is not None:
+                step.update(batch_figures(batches_before, batch_counts(port)))
             steps.append(step)
             print(json.dumps(step), flush=True)
             if not step["holds"] and not args.keep_going:

@@ -92,7 +92,8 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "streamscribe_batch_size",
-            "Requests run together in one model call",
+            "Requests run together in one model call, by kind (partial, final)",
+            ["kind"],
             buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
             registry=r,
         )
@@ -132,8 +133,8 @@ class Metrics:
         self.load_level.set(level)
         self.final_load.set(final_load)
 
-    def record_batch(self, size: int) -> None:
-        self.batch_size.observe(size)
+    def record_batch(self, kind: str, size: int) -> None:
+        self.batch_size.labels(kind).observe(size)
 
     def record_error(self, code: str) -> None:
         self.errors.labels(code).inc()

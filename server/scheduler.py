@@ -8,11 +8,13 @@ would only compete for the same cores); partials beyond ``max_queued_partials`` 
 So under load partials thin out by themselves and finals never wait behind them, only behind
 requests the workers are already running.
 
-Batching: a backend with ``transcribe_batch`` (the local model) gets partials of different
-utterances that are queued at the same moment in one call, up to ``max_batch_size``, grouped by
-the backend's ``batch_key``. When fewer are queued and other utterances had partials in the last
-second, the worker waits ``batch_window_ms`` for them to arrive. Finals are not batched: each
-runs with its own beam search and temperature fallback.
+Batching: a backend with ``transcribe_batch`` (the local model) gets requests of different
+owners that are queued at the same moment in one call, up to ``max_batch_size``, grouped by
+the backend's ``batch_key``: partials with partials, finals with finals. A worker that takes a
+final also takes the other finals waiting then, fairest first (never a chunk of a long upload:
+those stay one at a time); it does not wait for more, as a final's latency is what the service
+is judged by. A worker that takes a partial, when fewer are queued than fit and other
+utterances had partials in the last second, waits ``batch_window_ms`` for them to arrive.
 
 A blocking backend (the local model) runs in ``workers`` threads. An async backend (the remote
 API) is awaited on the event loop by as many worker tasks as it allows concurrent requests, so
@@ -100,8 +102,8 @@ class InferenceScheduler:
         self.max_queued_partials = max_queued_partials
         self.max_batch_size = max_batch_size if hasattr(transcriber, "transcribe_batch") else 1
         self.batch_window_s = batch_window_ms / 1000
-        # Told of the size of every partial batch run (metrics).
-        self.batch_observer: Callable[[int], None] | None = None
+        # Told of the kind and size of every batch run (metrics).
+        self.batch_observer: Callable[[str, int], None] | None = None
         self._recent_partials: dict[tuple[str, int], float] = {}  # utterance -> last submit
         self.stats = SchedulerStats()
         # Told of every finished request: (backend, kind, run_s, queue_s, audio_s); metrics.
@@ -244,12 +246,45 @@ class InferenceScheduler:
         return None
 
     def _batch_key(self, request: TranscribeRequest) -> object:
-        return self.transcriber.batch_key(request.audio, request.options)  # type: ignore[union-attr]
+        return self.transcriber.batch_key(  # type: ignore[union-attr]
+            request.audio, request.options, final=request.kind is RequestKind.FINAL
+        )
+
+    def _more_finals(self, first: _Job) -> list[_Job]:
+        """Finals of other owners queued now that can share ``first``'s batch, fairest first,
+        taken off the queue and counted as served."""
+        # A chunk of a long upload runs alone, and so does a request that streams its text as
+        # it is decoded (``on_segment``): a batch answers all at once.
+        if first.request.bulk or first.on_segment is not None:
+            return []
+        key = self._batch_key(first.request)
+        if key is None:
+            return []
+        owners = {first.request.session_id}
+        taken: list[_Job] = []
+        while len(taken) < self.max_batch_size - 1:
+            candidates = [
+                (self._served[job.request.session_id], index, job)
+                for index, job in enumerate(self._finals)
+                if not job.future.cancelled()
+                and not job.request.bulk
+                and job.on_segment is None
+                and job.request.session_id not in owners
+                and self._batch_key(job.request) == key
+            ]
+            if not candidates:
+                break
+            job = min(candidates, key=lambda item: item[:2])[2]
+            self._finals.remove(job)
+            self._served[job.request.session_id] += 1
+            owners.add(job.request.session_id)
+            taken.append(job)
+        return taken
 
     def _more_partials(self, first: _Job, room: int) -> list[_Job]:
         """Queued partials that can share ``first``'s batch, oldest first, taken off the queue
         and marked running (no other worker may start another partial of their utterances)."""
-        key = self._batch_key(first.request)
+        key = None if first.on_segment is not None else self._batch_key(first.request)
         if key is None or room <= 0:
             return []
         taken: list[_Job] = []
@@ -258,7 +293,11 @@ class InferenceScheduler:
                 break
             if job.future.cancelled():
                 del self._partials[utterance]
-            elif utterance not in self._running_partials and self._batch_key(job.request) == key:
+            elif (
+                utterance not in self._running_partials
+                and job.on_segment is None
+                and self._batch_key(job.request) == key
+            ):
                 del self._partials[utterance]
                 self._running_partials.add(utterance)
                 taken.append(job)
@@ -296,8 +335,11 @@ class InferenceScheduler:
                 self._has_work.clear()
                 await self._has_work.wait()
                 continue
-            if job.request.kind is RequestKind.PARTIAL and self.max_batch_size > 1:
-                batch = await self._gather_batch(job)
+            if self.max_batch_size > 1:
+                if job.request.kind is RequestKind.PARTIAL:
+                    batch = await self._gather_batch(job)
+                else:
+                    batch = [job, *self._more_finals(job)]
                 if len(batch) > 1:
                     await self._run_batch(batch)
                 elif batch:
@@ -306,19 +348,22 @@ class InferenceScheduler:
             await self._run_one(job)
 
     async def _run_batch(self, batch: list[_Job]) -> None:
-        """Run partials of different utterances as one model call."""
+        """Run requests of one kind from different owners as one model call."""
         loop = asyncio.get_running_loop()
+        kind = batch[0].request.kind
+        name = kind.name.lower()
         started = time.monotonic()
         items = [(job.request.audio, job.request.options) for job in batch]
+        call = functools.partial(
+            self.transcriber.transcribe_batch,  # type: ignore[union-attr]
+            items,
+            final=kind is RequestKind.FINAL,
+        )
         try:
-            answers = await loop.run_in_executor(
-                self._executor,
-                self.transcriber.transcribe_batch,  # type: ignore[union-attr]
-                items,
-            )
-        except Exception as exc:  # the batch failed as a whole: each partial runs alone
+            answers = await loop.run_in_executor(self._executor, call)
+        except Exception as exc:  # the batch failed as a whole: each request runs alone
             log.warning(
-                "batch of %d partials failed (%s); running them one by one", len(batch), exc
+                "batch of %d %ss failed (%s); running them one by one", len(batch), name, exc
             )
             for job in batch:
                 self._running_partials.discard(_partial_key(job.request))
@@ -327,22 +372,27 @@ class InferenceScheduler:
             return
         finished = time.monotonic()
         if self.batch_observer is not None:
-            self.batch_observer(len(batch))
+            self.batch_observer(name, len(batch))
         share_s = (finished - started) / len(batch)
         for job, answer in zip(batch, answers, strict=True):
             request = job.request
             queue_ms = (started - job.enqueued_at) * 1000
-            self._running_partials.discard(_partial_key(request))
+            if kind is RequestKind.PARTIAL:
+                self._running_partials.discard(_partial_key(request))
+            else:
+                self._forget_served_if_idle(request.session_id)
             self.stats.record(answer, request.duration_s)
             self.stats.busy_s += share_s
             if not job.future.done():
                 job.future.set_result(dataclasses.replace(answer, queue_ms=queue_ms))
             if self.observer is not None:
-                self.observer(
-                    answer.backend, "partial", share_s, queue_ms / 1000, request.duration_s
-                )
-        log.debug("batch of %d partials ran %.0f ms", len(batch), (finished - started) * 1000)
+                self.observer(answer.backend, name, share_s, queue_ms / 1000, request.duration_s)
+        log.debug("batch of %d %ss ran %.0f ms", len(batch), name, (finished - started) * 1000)
         self._notify()
+
+    def _forget_served_if_idle(self, owner: str) -> None:
+        if not any(queued.request.session_id == owner for queued in self._finals):
+            self._served.pop(owner, None)  # nothing waiting: its turn count resets
 
     async def _run_one(self, job: _Job) -> None:
         loop = asyncio.get_running_loop()
@@ -383,11 +433,8 @@ class InferenceScheduler:
             if request.bulk:
                 self._running_bulk -= 1
                 self._notify()  # a waiting chunk may run now
-            owner = request.session_id
-            if request.kind is RequestKind.FINAL and not any(
-                queued.request.session_id == owner for queued in self._finals
-            ):
-                self._served.pop(owner, None)  # nothing waiting: its turn count resets
+            if request.kind is RequestKind.FINAL:
+                self._forget_served_if_idle(request.session_id)
             if request.kind is RequestKind.PARTIAL:
                 self._running_partials.discard(partial_key)
                 self._notify()  # a partial of this utterance may be waiting

@@ -515,6 +515,7 @@ class Session:
         return DecodeOptions(
             language=self.options.language,
             prompt=self.prompt.prompt(),
+            carried_prompt_chars=len(self.prompt.carried),
             partial_backend=self.options.partial_backend,
         )
 

@@ -41,7 +41,10 @@ class ServerSettings(BaseSettings):
     default_vad: Literal["webrtc", "silero"] = "webrtc"
     max_queued_partials: int = Field(default=64, ge=1)
     max_batch_size: int = Field(
-        default=4, ge=1, le=64, description="partials of different sessions run as one batch"
+        default=4,
+        ge=1,
+        le=64,
+        description="partials (or finals) of different sessions run as one batch",
     )
     batch_window_ms: float = Field(
         default=10.0, ge=0, le=1000, description="how long a batch waits for more partials"

@@ -29,6 +29,10 @@ class DecodeOptions:
 
     language: str | None = None
     prompt: str = ""
+    # How many trailing characters of ``prompt`` are text carried from earlier finals: a
+    # backend may drop its oldest words to fit a batch. The rest (the client's own prompt or
+    # glossary) is kept whole.
+    carried_prompt_chars: int = 0
     task: str = "transcribe"
     temperature: float = 0.0
     # Which backend serves partials where there are two (a remote and a local model):

@@ -227,6 +227,32 @@ def test_batched_partials_read_the_same_as_partials_run_alone(tiny_server):
     assert all(answer.text for answer in batched)
 
 
+def test_batched_finals_read_the_same_as_finals_run_alone(tiny_server):
+    """Beam search and the same prompts in one call: each final as if it had run alone. The
+    client's own prompt is kept whole; carried text of the same length group batches."""
+    from server.transcription import DecodeOptions
+
+    backend = tiny_server.app.state.scheduler.transcriber
+    carried = ["Hello there, my friend.", "Good morning to you.", "Thanks for coming by."]
+    items = []
+    for name, text in zip(ENGLISH[:3], carried, strict=True):
+        audio = np.frombuffer(decode_file(shared_file(name)), "<i2").astype(np.float32) / 32768
+        options = DecodeOptions(
+            language="en", prompt=f"Glossary: Kennedy. {text}", carried_prompt_chars=len(text)
+        )
+        items.append((audio[: 16_000 * 6], options))
+    assert len({backend.batch_key(*item, final=True) for item in items}) == 1
+    batched = backend.transcribe_batch(items, final=True)
+    alone = [backend.transcribe(*item, final=True) for item in items]
+    assert [answer.text for answer in batched] == [answer.text for answer in alone]
+    assert all(answer.text for answer in batched)
+    # A different glossary length, or no carried text, never shares the batch.
+    other = DecodeOptions(language="en", prompt="Glossary: Kennedy, Boston, Harvard.")
+    assert backend.batch_key(items[0][0], other, final=True) not in {
+        backend.batch_key(*items[0], final=True)
+    }
+
+
 def test_concurrent_sessions_share_batches_and_keep_their_own_words(tiny_server):
     """Four speakers at once: partials run in shared batches, and every final still matches its
     own speaker's reference."""
@@ -251,6 +277,6 @@ def test_concurrent_sessions_share_batches_and_keep_their_own_words(tiny_server)
     hypotheses = [" ".join(final["text"] for final in result.finals) for result in results]
     assert wer([refs[name] for name in ENGLISH], hypotheses) <= 0.2
     metrics = httpx.get(tiny_server.http_url + "/metrics").text
-    batches = re.search(r"^streamscribe_batch_size_count (\S+)", metrics, re.M)
-    total = re.search(r"^streamscribe_batch_size_sum (\S+)", metrics, re.M)
+    batches = re.search(r'^streamscribe_batch_size_count\{kind="partial"\} (\S+)', metrics, re.M)
+    total = re.search(r'^streamscribe_batch_size_sum\{kind="partial"\} (\S+)', metrics, re.M)
     assert batches and total and float(total.group(1)) > float(batches.group(1)) > 0

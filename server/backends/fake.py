@@ -33,27 +33,27 @@ class ScriptedTranscriber:
         self.delay_s = delay_s
         self.words_per_second = words_per_second
         self.requests: list[tuple[float, DecodeOptions]] = []
-        self.batches: list[int] = []  # size of every batch of partials it ran
+        self.batches: list[int] = []  # size of every batch it ran
         self._lock = threading.Lock()
         self._finals_served = 0
 
     def load(self) -> None:
         """Nothing to load."""
 
-    def batch_key(self, audio: Samples, options: DecodeOptions) -> object:
-        return "any"  # every partial can share a batch
+    def batch_key(self, audio: Samples, options: DecodeOptions, *, final: bool = False) -> object:
+        return final  # partials batch with partials, finals with finals
 
     def transcribe_batch(
-        self, items: Sequence[tuple[Samples, DecodeOptions]]
+        self, items: Sequence[tuple[Samples, DecodeOptions]], *, final: bool = False
     ) -> list[Transcription]:
-        """Partials of several utterances in one call: one ``delay_s`` for the whole batch, as
-        a model's batched call costs about one call's time."""
+        """Several utterances in one call: one ``delay_s`` for the whole batch, as a model's
+        batched call costs about one call's time."""
         started = time.perf_counter()
         with self._lock:
             self.batches.append(len(items))
         if self.delay_s:
             time.sleep(self.delay_s)
-        return [self._answer(audio, options, started, final=False) for audio, options in items]
+        return [self._answer(audio, options, started, final=final) for audio, options in items]
 
     def transcribe(
         self,

