@@ -44,6 +44,7 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
         max_queued_partials=settings.max_queued_partials,
         max_batch_size=settings.max_batch_size,
         batch_window_ms=settings.batch_window_ms,
+        batch_finals=settings.batch_finals,
     )
     context = ServerContext.build(settings, scheduler)
     scheduler.observer = context.record_inference

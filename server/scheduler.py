@@ -10,11 +10,12 @@ requests the workers are already running.
 
 Batching: a backend with ``transcribe_batch`` (the local model) gets requests of different
 owners that are queued at the same moment in one call, up to ``max_batch_size``, grouped by
-the backend's ``batch_key``: partials with partials, finals with finals. A worker that takes a
-final also takes the other finals waiting then, fairest first (never a chunk of a long upload:
-those stay one at a time); it does not wait for more, as a final's latency is what the service
-is judged by. A worker that takes a partial, when fewer are queued than fit and other
-utterances had partials in the last second, waits ``batch_window_ms`` for them to arrive.
+the backend's ``batch_key``: partials with partials, finals with finals. With ``batch_finals``
+a worker that takes a final also takes other finals waiting then, fairest first, leaving one
+for each idle worker (never a chunk of a long upload: those stay one at a time); it does not
+wait for more, as a final's latency is what the service is judged by. A worker that takes a
+partial, when fewer are queued than fit and other utterances had partials in the last second,
+waits ``batch_window_ms`` for them to arrive.
 
 A blocking backend (the local model) runs in ``workers`` threads. An async backend (the remote
 API) is awaited on the event loop by as many worker tasks as it allows concurrent requests, so
@@ -94,6 +95,7 @@ class InferenceScheduler:
         max_queued_partials: int = 64,
         max_batch_size: int = 1,
         batch_window_ms: float = 0.0,
+        batch_finals: bool = False,
     ) -> None:
         self.transcriber = transcriber
         self.is_async = is_async(transcriber)
@@ -102,6 +104,7 @@ class InferenceScheduler:
         self.max_queued_partials = max_queued_partials
         self.max_batch_size = max_batch_size if hasattr(transcriber, "transcribe_batch") else 1
         self.batch_window_s = batch_window_ms / 1000
+        self.batch_finals = batch_finals
         # Told of the kind and size of every batch run (metrics).
         self.batch_observer: Callable[[str, int], None] | None = None
         self._recent_partials: dict[tuple[str, int], float] = {}  # utterance -> last submit
@@ -114,6 +117,7 @@ class InferenceScheduler:
         # Finals served per owner while it has work queued; forgotten when it has none.
         self._served: Counter[str] = Counter()
         self._running_bulk = 0
+        self._busy_workers = 0  # workers running a request or a batch
         self._partials: OrderedDict[tuple[str, int], _Job] = OrderedDict()
         self._running_partials: set[tuple[str, int]] = set()
         self._has_work = asyncio.Event()
@@ -252,16 +256,20 @@ class InferenceScheduler:
 
     def _more_finals(self, first: _Job) -> list[_Job]:
         """Finals of other owners queued now that can share ``first``'s batch, fairest first,
-        taken off the queue and counted as served."""
+        taken off the queue and counted as served. One waiting final is left for each idle
+        worker: two finals side by side on two workers are done sooner than in one batch, whose
+        every answer comes when the last is decoded. Only with ``batch_finals``: on two CPU
+        cores batching finals cost final latency under load (benchmarks/RESULTS.md)."""
         # A chunk of a long upload runs alone, and so does a request that streams its text as
         # it is decoded (``on_segment``): a batch answers all at once.
-        if first.request.bulk or first.on_segment is not None:
+        if not self.batch_finals or first.request.bulk or first.on_segment is not None:
             return []
         key = self._batch_key(first.request)
         if key is None:
             return []
         owners = {first.request.session_id}
         taken: list[_Job] = []
+        left_for_idle = self.workers - self._busy_workers
         while len(taken) < self.max_batch_size - 1:
             candidates = [
                 (self._served[job.request.session_id], index, job)
@@ -272,7 +280,7 @@ class InferenceScheduler:
                 and job.request.session_id not in owners
                 and self._batch_key(job.request) == key
             ]
-            if not candidates:
+            if len(candidates) <= left_for_idle:
                 break
             job = min(candidates, key=lambda item: item[:2])[2]
             self._finals.remove(job)
@@ -335,17 +343,24 @@ class InferenceScheduler:
                 self._has_work.clear()
                 await self._has_work.wait()
                 continue
-            if self.max_batch_size > 1:
-                if job.request.kind is RequestKind.PARTIAL:
-                    batch = await self._gather_batch(job)
-                else:
-                    batch = [job, *self._more_finals(job)]
-                if len(batch) > 1:
-                    await self._run_batch(batch)
-                elif batch:
-                    await self._run_one(batch[0])
-                continue
-            await self._run_one(job)
+            self._busy_workers += 1
+            try:
+                await self._run(job)
+            finally:
+                self._busy_workers -= 1
+
+    async def _run(self, job: _Job) -> None:
+        if self.max_batch_size > 1:
+            if job.request.kind is RequestKind.PARTIAL:
+                batch = await self._gather_batch(job)
+            else:
+                batch = [job, *self._more_finals(job)]
+            if len(batch) > 1:
+                await self._run_batch(batch)
+            elif batch:
+                await self._run_one(batch[0])
+            return
+        await self._run_one(job)
 
     async def _run_batch(self, batch: list[_Job]) -> None:
         """Run requests of one kind from different owners as one model call."""

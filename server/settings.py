@@ -46,6 +46,11 @@ class ServerSettings(BaseSettings):
         le=64,
         description="partials (or finals) of different sessions run as one batch",
     )
+    batch_finals: bool = Field(
+        default=False,
+        description="finals of different sessions may share a batch too (off: on CPU it "
+        "cost final latency under load)",
+    )
     batch_window_ms: float = Field(
         default=10.0, ge=0, le=1000, description="how long a batch waits for more partials"
     )

@@ -90,12 +90,14 @@ class FasterWhisperTranscriber:
     def batch_key(self, audio: Samples, options: DecodeOptions, *, final: bool = False) -> object:
         """Requests with equal keys can share one model call (``None``: this one runs alone).
 
-        Only audio that fits one Whisper window, without timestamps, batches; and only with
-        requests of the same kind and task whose prompts line up (see ``_BatchedDecoder``).
+        Only audio that fits one Whisper window, at temperature 0 (with the fallback), without
+        timestamps, batches; and only with requests of the same kind and task whose prompts
+        line up (see ``_BatchedDecoder``).
         """
         if (
             self._batched is None
             or len(audio) >= self._batched.window_samples
+            or options.temperature != 0
             or options.timestamps
             or options.word_timestamps
         ):

@@ -205,7 +205,7 @@ def test_partials_of_different_utterances_run_as_one_batch():
 def test_finals_waiting_together_run_as_one_batch_fairest_first_chunks_alone():
     async def scenario():
         backend = BatchingTranscriber()
-        scheduler = InferenceScheduler(backend, workers=1, max_batch_size=3)
+        scheduler = InferenceScheduler(backend, workers=1, max_batch_size=3, batch_finals=True)
         await scheduler.start()
         blocker = scheduler.submit(request(1, RequestKind.FINAL, session="x"))
         await asyncio.sleep(0.05)  # the only worker is held
@@ -238,6 +238,32 @@ def test_finals_waiting_together_run_as_one_batch_fairest_first_chunks_alone():
         "partial-a-2-3",
         "final-sse-1-1",
     ]
+
+
+def test_an_idle_worker_gets_a_final_of_its_own_rather_than_a_bigger_batch():
+    async def scenario(batch_finals):
+        backend = BatchingTranscriber()
+        scheduler = InferenceScheduler(
+            backend, workers=3, max_batch_size=4, batch_finals=batch_finals
+        )
+        await scheduler.start()
+        blocker = scheduler.submit(request(1, RequestKind.FINAL, session="x"))
+        await asyncio.sleep(0.05)  # one of three workers is held
+        finals = [scheduler.submit(request(2, RequestKind.FINAL, session=s)) for s in "abc"]
+        await asyncio.sleep(0.05)
+        backend.gate.set()
+        await asyncio.gather(blocker, *finals)
+        await scheduler.close()
+        return backend
+
+    backend = asyncio.run(scenario(True))
+    # Two idle workers, three finals: one batch of two, and the third on the other worker.
+    assert backend.batches == [["final-a-1-2", "final-b-1-2"]]
+    assert backend.calls == ["final-x-1-1", "final-c-1-2"]
+    # Finals batching is off unless asked for: each final on its own.
+    backend = asyncio.run(scenario(False))
+    assert backend.batches == []
+    assert sorted(backend.calls) == ["final-a-1-2", "final-b-1-2", "final-c-1-2", "final-x-1-1"]
 
 
 def test_a_partial_waits_the_batch_window_only_when_others_are_streaming():
