@@ -22,7 +22,8 @@ _FLAGS = {
     "beam_size": "beam size for finals (partials use 1)",
     "default_vad": "VAD for sessions that do not choose: webrtc or silero",
     "cache_dir": "where joined model files are kept",
-    "max_batch_size": "requests of different sessions run as one batch, at most (1: no batching)",
+    "max_batch_size": "requests of different sessions run as one batch, at most (1: no batching; "
+    "0, the default: 4 on a GPU, 1 on CPU, where batching cost final latency under load)",
     "batch_window_ms": "how long a partial waits for others to share its batch (default 10)",
     "batch_finals": "true or false: finals of different sessions may share a batch (default "
     "false: on CPU it costs final latency, see benchmarks/RESULTS.md)",

@@ -102,7 +102,9 @@ class InferenceScheduler:
         concurrency = getattr(transcriber, "max_concurrency", workers)
         self.workers = max(1, concurrency if self.is_async else workers)
         self.max_queued_partials = max_queued_partials
-        self.max_batch_size = max_batch_size if hasattr(transcriber, "transcribe_batch") else 1
+        # 0: the backend says, once loaded (``suggested_batch_size``).
+        self._batch_size_wanted = max_batch_size
+        self.max_batch_size = max(max_batch_size, 1) if self._can_batch else 1
         self.batch_window_s = batch_window_ms / 1000
         self.batch_finals = batch_finals
         # Told of the kind and size of every batch run (metrics).
@@ -126,6 +128,10 @@ class InferenceScheduler:
         )
         self._tasks: list[asyncio.Task[None]] = []
 
+    @property
+    def _can_batch(self) -> bool:
+        return hasattr(self.transcriber, "transcribe_batch")
+
     async def start(self, *, load: bool = True) -> None:
         """Load the model in a thread, then start the workers. Errors land in ``load_error``."""
         if load:
@@ -139,6 +145,8 @@ class InferenceScheduler:
                 log.error("model failed to load: %s", exc)
                 self.load_error = exc
                 return
+        if self._batch_size_wanted == 0 and self._can_batch:
+            self.max_batch_size = max(1, int(getattr(self.transcriber, "suggested_batch_size", 1)))
         self._tasks = [
             asyncio.create_task(self._work(), name=f"inference-worker-{index}")
             for index in range(self.workers)

@@ -41,10 +41,11 @@ class ServerSettings(BaseSettings):
     default_vad: Literal["webrtc", "silero"] = "webrtc"
     max_queued_partials: int = Field(default=64, ge=1)
     max_batch_size: int = Field(
-        default=4,
-        ge=1,
+        default=0,
+        ge=0,
         le=64,
-        description="partials (or finals) of different sessions run as one batch",
+        description="partials (or finals) of different sessions run as one batch, at most; "
+        "0: the backend's choice (local model: 4 on a GPU, 1 on CPU)",
     )
     batch_finals: bool = Field(
         default=False,

@@ -40,9 +40,15 @@ def model_server(model: str):
     require_model(model)
     # One server serves every test of the module, several faster than real time and beside
     # other servers on the same cores: admission control (tested in test_admission) would
-    # rightly start refusing them.
+    # rightly start refusing them. Batches of 4 (the GPU default) so that batching is
+    # exercised on CPU too.
     settings = ServerSettings(
-        model=model, compute_type="int8", beam_size=1, cpu_threads=2, admission=False
+        model=model,
+        compute_type="int8",
+        beam_size=1,
+        cpu_threads=2,
+        admission=False,
+        max_batch_size=4,
     )
     return running_server(create_app(settings))
 

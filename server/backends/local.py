@@ -87,6 +87,14 @@ class FasterWhisperTranscriber:
         warmup = np.random.default_rng(0).normal(0, 0.01, 16_000).astype(np.float32)
         self.transcribe(warmup, DecodeOptions(language="en"), final=True)
 
+    @property
+    def suggested_batch_size(self) -> int:
+        """Batches pay on a GPU. On CPU the encoder already fills the cores, and a batch holds
+        its worker about as many times longer as it has requests, so finals wait behind it: at
+        12 sessions on two cores the final latency p95 was 1.25 s with batches of 4 and 0.68 s
+        without (benchmarks/RESULTS.md)."""
+        return 4 if self._model is not None and self._model.model.device == "cuda" else 1
+
     def batch_key(self, audio: Samples, options: DecodeOptions, *, final: bool = False) -> object:
         """Requests with equal keys can share one model call (``None``: this one runs alone).
 

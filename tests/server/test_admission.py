@@ -23,7 +23,9 @@ def overloaded_app():
         backend="fake",
         model="fake-model",
         final_latency_budget_ms=200,
-        load_window_s=3,
+        # Wide enough to hold three of the four finals however the two workers interleave
+        # them with partials (the fewest the monitor judges latency from).
+        load_window_s=6,
         load_recover_s=0.3,
     )
     return create_app(settings, ScriptedTranscriber(["slow words"], delay_s=1.0))

@@ -266,6 +266,21 @@ def test_an_idle_worker_gets_a_final_of_its_own_rather_than_a_bigger_batch():
     assert sorted(backend.calls) == ["final-a-1-2", "final-b-1-2", "final-c-1-2", "final-x-1-1"]
 
 
+def test_batch_size_zero_takes_the_backends_suggestion_once_loaded():
+    async def scenario(suggested):
+        backend = BatchingTranscriber()
+        if suggested is not None:
+            backend.suggested_batch_size = suggested
+        scheduler = InferenceScheduler(backend, workers=1, max_batch_size=0)
+        await scheduler.start()
+        await scheduler.close()
+        return scheduler.max_batch_size
+
+    assert asyncio.run(scenario(4)) == 4  # the local model on a GPU
+    assert asyncio.run(scenario(1)) == 1  # ... on CPU
+    assert asyncio.run(scenario(None)) == 1  # a backend with no opinion: no batching
+
+
 def test_a_partial_waits_the_batch_window_only_when_others_are_streaming():
     async def scenario():
         backend = BatchingTranscriber()
