@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from streaming_latency import build_stream, english_files, offline_text  # noqa: E402
+from streaming_latency import build_stream, english_files, offline_text, wer  # noqa: E402
 
 from server.backends.local import FasterWhisperTranscriber  # noqa: E402
 from server.backends.models import resolve_model  # noqa: E402
@@ -42,16 +42,6 @@ from server.session import Session  # noqa: E402
 from server.transcription import RequestKind, TranscribeRequest  # noqa: E402
 
 MESSAGE_BYTES = 3200  # 100 ms of 16 kHz PCM16
-
-
-def wer(reference: str | list[str], hypothesis: str | list[str]) -> float:
-    """Corpus WER: over every (reference, hypothesis) pair at once when given lists."""
-    import jiwer
-    from streaming_latency import normalize
-
-    if isinstance(reference, str):
-        reference, hypothesis = [reference], [str(hypothesis)]
-    return float(jiwer.wer([normalize(r) for r in reference], [normalize(h) for h in hypothesis]))
 
 
 def replay(

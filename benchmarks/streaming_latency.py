@@ -61,10 +61,13 @@ def normalize(text: str) -> str:
     return EnglishTextNormalizer()(re.sub(r"\[[^\]]*\]|<[^>]*>", " ", text))
 
 
-def wer(reference: str, hypothesis: str) -> float:
+def wer(reference: str | list[str], hypothesis: str | list[str]) -> float:
+    """WER after normalising; over every (reference, hypothesis) pair at once for lists."""
     import jiwer
 
-    return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
+    references = [reference] if isinstance(reference, str) else reference
+    hypotheses = [hypothesis] if isinstance(hypothesis, str) else hypothesis
+    return float(jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses]))
 
 
 def offline_text(model_dir: str, entries: list[dict], beam_size: int) -> str:

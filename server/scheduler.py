@@ -42,12 +42,16 @@ from server.transcription import RequestKind, TranscribeRequest, Transcription, 
 log = logging.getLogger("streamscribe.scheduler")
 
 
+_UNKNOWN = object()
+
+
 @dataclass(eq=False)
 class _Job:
     request: TranscribeRequest
     future: asyncio.Future[Transcription]
     on_segment: SegmentCallback | None = None
     enqueued_at: float = field(default_factory=time.monotonic)
+    batch_key: object = _UNKNOWN  # see InferenceScheduler._batch_key
 
 
 @dataclass
@@ -230,12 +234,14 @@ class InferenceScheduler:
         request cut into many chunks takes turns with everyone else instead of going first.
         Chunks of long uploads leave the last worker free."""
         bulk_allowed = self._running_bulk < max(1, self.workers - 1)
-        candidates = [
-            (self._served[job.request.session_id], index, job)
-            for index, job in enumerate(self._finals)
-            if bulk_allowed or not job.request.bulk
+        return self._fairest([job for job in self._finals if bulk_allowed or not job.request.bulk])
+
+    def _fairest(self, finals: list[_Job]) -> _Job | None:
+        """Of ``finals`` (in queue order), the oldest of the owner served least so far."""
+        ranked = [
+            (self._served[job.request.session_id], index, job) for index, job in enumerate(finals)
         ]
-        return min(candidates, key=lambda item: item[:2])[2] if candidates else None
+        return min(ranked, key=lambda item: item[:2])[2] if ranked else None
 
     def _notify(self) -> None:
         self._has_work.set()
@@ -257,10 +263,21 @@ class InferenceScheduler:
                 return job
         return None
 
-    def _batch_key(self, request: TranscribeRequest) -> object:
-        return self.transcriber.batch_key(  # type: ignore[union-attr]
-            request.audio, request.options, final=request.kind is RequestKind.FINAL
-        )
+    def _batch_key(self, job: _Job) -> object:
+        """What ``job`` must share with the others of a batch; ``None``: it runs alone. A chunk
+        of a long upload runs alone, and so does a request that streams its text as it is
+        decoded (``on_segment``): a batch answers all at once. Asked of the backend once per
+        job, as the backend may tokenize the prompt to answer."""
+        if job.batch_key is _UNKNOWN:
+            request = job.request
+            job.batch_key = (
+                None
+                if request.bulk or job.on_segment is not None
+                else self.transcriber.batch_key(  # type: ignore[union-attr]
+                    request.audio, request.options, final=request.kind is RequestKind.FINAL
+                )
+            )
+        return job.batch_key
 
     def _more_finals(self, first: _Job) -> list[_Job]:
         """Finals of other owners queued now that can share ``first``'s batch, fairest first,
@@ -268,11 +285,7 @@ class InferenceScheduler:
         worker: two finals side by side on two workers are done sooner than in one batch, whose
         every answer comes when the last is decoded. Only with ``batch_finals``: on two CPU
         cores batching finals cost final latency under load (benchmarks/RESULTS.md)."""
-        # A chunk of a long upload runs alone, and so does a request that streams its text as
-        # it is decoded (``on_segment``): a batch answers all at once.
-        if not self.batch_finals or first.request.bulk or first.on_segment is not None:
-            return []
-        key = self._batch_key(first.request)
+        key = self._batch_key(first) if self.batch_finals else None
         if key is None:
             return []
         owners = {first.request.session_id}
@@ -280,17 +293,15 @@ class InferenceScheduler:
         left_for_idle = self.workers - self._busy_workers
         while len(taken) < self.max_batch_size - 1:
             candidates = [
-                (self._served[job.request.session_id], index, job)
-                for index, job in enumerate(self._finals)
+                job
+                for job in self._finals
                 if not job.future.cancelled()
-                and not job.request.bulk
-                and job.on_segment is None
                 and job.request.session_id not in owners
-                and self._batch_key(job.request) == key
+                and self._batch_key(job) == key
             ]
-            if len(candidates) <= left_for_idle:
+            job = self._fairest(candidates)
+            if job is None or len(candidates) <= left_for_idle:
                 break
-            job = min(candidates, key=lambda item: item[:2])[2]
             self._finals.remove(job)
             self._served[job.request.session_id] += 1
             owners.add(job.request.session_id)
@@ -300,7 +311,7 @@ class InferenceScheduler:
     def _more_partials(self, first: _Job, room: int) -> list[_Job]:
         """Queued partials that can share ``first``'s batch, oldest first, taken off the queue
         and marked running (no other worker may start another partial of their utterances)."""
-        key = None if first.on_segment is not None else self._batch_key(first.request)
+        key = self._batch_key(first)
         if key is None or room <= 0:
             return []
         taken: list[_Job] = []
@@ -309,11 +320,7 @@ class InferenceScheduler:
                 break
             if job.future.cancelled():
                 del self._partials[utterance]
-            elif (
-                utterance not in self._running_partials
-                and job.on_segment is None
-                and self._batch_key(job.request) == key
-            ):
+            elif utterance not in self._running_partials and self._batch_key(job) == key:
                 del self._partials[utterance]
                 self._running_partials.add(utterance)
                 taken.append(job)
