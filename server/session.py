@@ -125,6 +125,10 @@ class _AudioBuffer:
         self._chunks: list[Samples] = []
         self._length = 0
 
+    @property
+    def length(self) -> int:
+        return self._length
+
     def append(self, samples: Samples) -> None:
         self._chunks.append(samples)
         self._length += len(samples)
@@ -333,6 +337,11 @@ class Session:
     @property
     def pending_utterances(self) -> int:
         return len(self._utterances)
+
+    @property
+    def buffered_samples(self) -> int:
+        """Samples held for requests still to come; bounded however long the stream runs."""
+        return self._audio.length
 
     # ------------------------------------------------------------------ internals
 

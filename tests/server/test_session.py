@@ -402,3 +402,24 @@ def test_events_do_not_depend_on_how_audio_is_split(cuts):
 def test_frame_by_frame_equals_whole():
     frame_cuts = list(range(0, len(TWO_UTTERANCES), 960))
     assert run_split(TWO_UTTERANCES, frame_cuts) == run_split(TWO_UTTERANCES, [])
+
+
+def test_a_long_stream_holds_a_bounded_audio_buffer():
+    # Ten minutes of speech with pauses and with speech that never pauses (forced cuts): the
+    # session keeps only the current utterance and a short pre-roll, never the stream's past.
+    options = {"max_utterance_duration_ms": 15_000}
+    session = energy_session(**options)
+    driver = Driver(session, ScriptedTranscriber())
+    cycle = pcm16(bursts(600, 2500, 1200, 40_000, 800, 7000))
+    held_ms = []
+    for _ in range(12):
+        for offset in range(0, len(cycle), 3200):
+            driver.answer(session.receive_audio(cycle[offset : offset + 3200]))
+            held_ms.append(session.buffered_samples / 16)
+            assert session.pending_utterances <= 2
+    driver.close()
+    lookback_ms = 300 + 250 * 8 + 1000  # pre-roll, onset confirmation, margin
+    assert max(held_ms) <= options["max_utterance_duration_ms"] + lookback_ms
+    first, last = held_ms[: len(held_ms) // 12], held_ms[-len(held_ms) // 12 :]
+    assert max(last) <= max(first) + 100  # the twelfth cycle holds no more than the first
+    assert len(driver.of_type(FinalText)) >= 12 * 5
