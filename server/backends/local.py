@@ -22,7 +22,8 @@ from server.transcription import (
 
 # Temperature fallback as Whisper does it: retry hotter when the output fails the thresholds.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-# faster-whisper's defaults for when a decode at one temperature is not good enough.
+# When a decode at one temperature is not good enough (faster-whisper's defaults), for both the
+# request decoded alone and a batch's answers.
 COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
@@ -161,6 +162,9 @@ class FasterWhisperTranscriber:
                 initial_prompt=options.prompt or None,
                 condition_on_previous_text=False,
                 temperature=temperature,
+                compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+                log_prob_threshold=LOG_PROB_THRESHOLD,
+                no_speech_threshold=NO_SPEECH_THRESHOLD,
                 without_timestamps=not (options.timestamps or options.word_timestamps),
                 word_timestamps=options.word_timestamps,
                 vad_filter=False,
