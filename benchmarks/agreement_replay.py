@@ -35,11 +35,11 @@ from streaming_latency import build_stream, english_files, offline_text, wer  # 
 
 from server.backends.local import FasterWhisperTranscriber  # noqa: E402
 from server.backends.models import resolve_model  # noqa: E402
-from server.events import FinalText, RequestCancelled  # noqa: E402
-from server.options import SessionOptions  # noqa: E402
-from server.quality import filter_transcription  # noqa: E402
-from server.session import Session  # noqa: E402
-from server.transcription import RequestKind, TranscribeRequest  # noqa: E402
+from server.core.events import FinalText, RequestCancelled  # noqa: E402
+from server.core.options import SessionOptions  # noqa: E402
+from server.core.quality import filter_transcription  # noqa: E402
+from server.core.session import Session  # noqa: E402
+from server.core.transcription import RequestKind, TranscribeRequest  # noqa: E402
 
 MESSAGE_BYTES = 3200  # 100 ms of 16 kHz PCM16
 

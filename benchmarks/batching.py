@@ -63,9 +63,8 @@ def measure(backend, items, *, final: bool) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     from client.sources import decode_file
-    from server.backends import default_cpu_threads
-    from server.backends.local import FasterWhisperTranscriber
-    from server.transcription import DecodeOptions
+    from server.backends.local import FasterWhisperTranscriber, default_cpu_threads
+    from server.core.transcription import DecodeOptions
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny.en")

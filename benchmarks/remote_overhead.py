@@ -192,7 +192,7 @@ def transport(requests: int = 50, audio_s: float = 3.0) -> dict[str, float]:
     import numpy as np
 
     from server.backends.remote import RemoteTranscriber
-    from server.transcription import DecodeOptions
+    from server.core.transcription import DecodeOptions
 
     fake, port = start_server("--backend", "fake")
     audio = (np.random.default_rng(0).normal(0, 0.1, int(16_000 * audio_s))).astype(np.float32)

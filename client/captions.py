@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from server import formats
-from server.transcription import Segment, Transcription
+from server.core import formats
+from server.core.transcription import Segment, Transcription
 
 SUFFIXES = {".srt": "srt", ".vtt": "vtt", ".txt": "text"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamscribe.audio_files import AudioDecodeError, decode_pcm16
+from server.core.audio_files import AudioDecodeError, decode_pcm16
 
 SourceError = AudioDecodeError
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MARKS = {
+MARKS: dict[tuple[str, ...], str] = {
     ("comma",): ",",
     ("period",): ".",
     ("full", "stop"): ".",
@@ -30,7 +30,7 @@ MARKS = {
     ("semicolon",): ";",
     ("semi", "colon"): ";",
 }
-BREAKS = {("new", "line"): "\n", ("new", "paragraph"): "\n\n"}
+BREAKS: dict[tuple[str, ...], str] = {("new", "line"): "\n", ("new", "paragraph"): "\n\n"}
 SCRATCH = ("scratch", "that")
 SENTENCE_END = (".", "?", "!", "\n")
 _MARK_TEXTS = tuple(set(MARKS.values()))

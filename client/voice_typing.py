@@ -83,6 +83,7 @@ class Hotkey:
         keys = keyboard.HotKey.parse(combination)
         if mode == "toggle":
             hotkey = keyboard.HotKey(keys, self._toggle)
+            listener: Any = None  # the callbacks need it; it exists before any key is pressed
             listener = keyboard.Listener(
                 on_press=lambda key: hotkey.press(listener.canonical(key)),
                 on_release=lambda key: hotkey.release(listener.canonical(key)),

@@ -1,89 +1,83 @@
-"""Run the StreamScribe server (websocket streaming on /v1/stream, health on /healthz, /readyz)."""
+"""Run the StreamScribe server (websocket streaming on /v1/stream, health on /healthz, /readyz).
+
+Every setting of ``ServerSettings`` is a flag (``max_sessions`` -> ``--max-sessions``), except
+the secrets (API keys, the token secret, the remote's key), which come from the environment or
+the TOML file only: a flag would show in the process list.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import Any
+from typing import Any, get_origin
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import NoDecode
 
-from server.errors import StreamScribeError
+from server.core.errors import StreamScribeError
+from server.settings import ServerSettings
 
-_FLAGS = {
-    "host": "address to listen on (default 127.0.0.1)",
-    "port": "port to listen on; 0 picks a free one (default 8000)",
-    "backend": "speech backend: local (faster-whisper), remote (OpenAI-compatible API) or fake",
-    "model": "tiny.en, base or small (bundled), a CTranslate2 directory, or a hub id",
-    "device": "auto, cpu or cuda",
-    "compute_type": "auto, int8, int8_float16, float16, float32, ...",
-    "cpu_threads": "CPU threads per model call (0: all cores)",
-    "workers": "model calls run at once",
-    "beam_size": "beam size for finals (partials use 1)",
-    "default_vad": "VAD for sessions that do not choose: webrtc or silero",
-    "cache_dir": "where joined model files are kept",
-    "max_batch_size": "requests of different sessions run as one batch, at most (1: no batching; "
-    "0, the default: 4 on a GPU, 1 on CPU, where batching cost final latency under load)",
-    "batch_window_ms": "how long a partial waits for others to share its batch (default 10)",
-    "batch_finals": "true or false: finals of different sessions may share a batch (default "
-    "false: on CPU it costs final latency, see benchmarks/RESULTS.md)",
-    "admission": "true or false: refuse new sessions when finals would miss their budget",
-    "final_latency_budget_ms": "final latency p95 over which partials pause and new sessions "
-    "are refused (default 1500)",
-    "max_final_load": "share of the model's time finals may take before new sessions are "
-    "refused (default 0.8)",
-    "max_upload_bytes": "largest REST upload in bytes (default 25 MB)",
-    "remote_url": "remote backend's base URL, e.g. https://api.openai.com/v1 (key from "
-    "STREAMSCRIBE_REMOTE_API_KEY or OPENAI_API_KEY)",
-    "remote_model": "remote model: gpt-4o-transcribe, gpt-4o-mini-transcribe, whisper-1, ...",
-    "remote_timeout_s": "seconds one remote attempt may take",
-    "remote_deadline_s": "seconds a final's remote attempts may take in all",
-    "remote_max_concurrent": "remote requests at once",
-    "remote_max_retries": "retries of a final after the first attempt",
-    "remote_fallback": "none, or local: answer from --model when the remote fails",
-    "remote_stream_partials": "auto, on or off: partials as streamed deltas from the remote",
-    "api_key_file": "file of hashed API keys (see `streamscribe hash-key`); keys can also "
-    "come from STREAMSCRIBE_API_KEYS=k1,k2",
-    "allowed_origins": "browser origins allowed for the websocket and CORS, comma-separated",
-    "max_sessions": "open sessions at most (0: unlimited)",
-    "max_sessions_per_key": "open sessions per API key at most (0: unlimited)",
-    "max_session_s": "longest session in seconds (0: unlimited)",
-    "max_message_bytes": "largest websocket message (default 1 MiB)",
-    "max_audio_speed": "fastest audio a client may send, in times real time (0: unlimited)",
-    "idle_timeout_s": "close sessions silent this long (default 120; 0: never)",
-    "shutdown_grace_s": "seconds open sessions get to finish on SIGTERM (default 10)",
-    "resume_grace_s": "seconds a dropped session waits to be resumed (default 30; 0: never)",
-    "log_format": "text or json (one JSON object per line)",
-    "log_transcripts": "also log the text of finals (debugging only)",
-    "log_level": "debug, info, warning or error",
-    "config_file": "TOML file with any of these settings",
-}
+# Flags that take no value.
+SWITCHES = frozenset({"log_transcripts"})
 
 
-_SWITCHES = frozenset({"log_transcripts"})
+def is_secret(field: FieldInfo) -> bool:
+    annotation = str(field.annotation)
+    return "SecretStr" in annotation or field.annotation is SecretStr
+
+
+def flag_fields() -> dict[str, FieldInfo]:
+    """The settings that are flags, by field name."""
+    return {
+        name: field for name, field in ServerSettings.model_fields.items() if not is_secret(field)
+    }
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for name, help_text in _FLAGS.items():
-        flag = "--" + name.replace("_", "-")
-        if name in _SWITCHES:
-            parser.add_argument(flag, dest=name, action="store_const", const=True, help=help_text)
+    for name, field in flag_fields().items():
+        help_text = field.description or ""
+        if _takes_json(field):
+            help_text += " (JSON)" if "JSON" not in help_text else ""
+        if name in SWITCHES:
+            parser.add_argument(
+                flag_name(name), dest=name, action="store_const", const=True, help=help_text
+            )
         else:
-            parser.add_argument(flag, dest=name, help=help_text)
+            parser.add_argument(flag_name(name), dest=name, help=help_text)
     parser.set_defaults(run=run)
 
 
-def settings_from_args(args: argparse.Namespace) -> Any:
-    from server.settings import ServerSettings
+def _takes_json(field: FieldInfo) -> bool:
+    """Lists and tables other than the comma-separated ones come as JSON on the command line."""
+    comma_separated = any(meta is NoDecode or isinstance(meta, NoDecode) for meta in field.metadata)
+    return get_origin(field.annotation) in (list, dict) and not comma_separated
 
-    given = {name: getattr(args, name) for name in _FLAGS if getattr(args, name, None) is not None}
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    given: dict[str, Any] = {}
+    for name, field in flag_fields().items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if _takes_json(field):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"{flag_name(name)} takes JSON: {exc}") from None
+        given[name] = value
     return ServerSettings(**given)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
-    except ValidationError as exc:
+    except (ValidationError, ValueError) as exc:
         print(f"streamscribe serve: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     from server.logs import configure_logging
@@ -96,11 +90,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def serve(settings: Any) -> int:
-    from server.app import create_app
+def serve(settings: ServerSettings) -> int:
     from server.backends.models import resolve_model
     from server.logs import uvicorn_log_config
-    from server.serving import build_server
+    from server.web.app import create_app
+    from server.web.serving import build_server
 
     if settings.has_local_model:
         # Fail fast with the extra to install, before the server starts listening.
@@ -108,27 +102,25 @@ def serve(settings: Any) -> int:
     if settings.backend == "remote":
         check_remote(settings)
     app = create_app(settings)
-    log_config = uvicorn_log_config(settings.log_format)
     server = build_server(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        **({"log_config": log_config} if log_config else {}),
+        log_config=uvicorn_log_config(settings.log_format),
     )
     server.run()
     return 0
 
 
-def check_remote(settings: Any) -> None:
+def check_remote(settings: ServerSettings) -> None:
     """A refused key or an unknown remote model stops the server before it listens."""
     import asyncio
 
-    from server.backends import make_remote_transcriber
+    from server.backends.remote import RemoteTranscriber
 
     async def check() -> None:
-        backend = make_remote_transcriber(settings, local=None)
-        remote = backend.remote  # type: ignore[union-attr]
+        remote = RemoteTranscriber.from_settings(settings.remote)
         await remote.start()
         try:
             await remote.check()

@@ -1,12 +1,41 @@
 """Server configuration, built once (flags, ``STREAMSCRIBE_*`` environment variables, an optional
-TOML file) by the CLI and passed down. Nothing reads it from a global."""
+TOML file) by the CLI and passed down. Nothing reads it from a global.
+
+The settings are one flat namespace outside (``--max-sessions``, ``STREAMSCRIBE_MAX_SESSIONS``,
+``max_sessions = 4`` in the file), and groups inside: each part of the server receives its own
+group and nothing else.
+
+    group                  who receives it
+    ---------------------  ----------------------------------------------------------------
+    HttpSettings           the web layer: address, uploads, websocket pings, shutdown
+    StreamingSettings      each live session: outbox, resume grace, default VAD
+    SessionLimits          the limit checks (policy/limits)
+    LoadSettings           the load monitor and admission (policy/load)
+    AuthSettings           keys, browser tokens, origins (policy/auth)
+    SchedulerSettings      the inference queue: workers, batching
+    LocalModelSettings     the faster-whisper backend
+    RemoteSettings         the OpenAI-compatible remote backend, its retries and breaker
+    LogSettings            the CLI's logging set-up
+
+This module sits just above the core: every layer may import its group from here, and it
+imports nothing from them.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -15,37 +44,146 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from server.backends.models import DEFAULT_MODEL, default_cache_dir
-
+DEFAULT_MODEL = "base"
+BACKEND_NAMES = ("local", "remote", "fake")
 # Names OpenAI's clients send; all served by the configured backend unless model_aliases says
 # otherwise.
 OPENAI_MODEL_NAMES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 
 
-class ServerSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="STREAMSCRIBE_", extra="forbid", populate_by_name=True
+def default_cache_dir() -> Path:
+    configured = os.environ.get("STREAMSCRIBE_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamscribe"
+
+
+def _comma_separated(value: Any) -> Any:
+    """Lists come as "a,b" from flags and the environment, as arrays from the TOML file."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class HttpSettings(_Group):
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="port; 0 picks a free one")
+    max_upload_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=1024, description="largest REST upload (OpenAI: 25 MB)"
+    )
+    ws_ping_interval_s: float = Field(
+        default=20.0, gt=0, description="seconds between websocket pings (and their timeout)"
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0, description="seconds open sessions get to finish on SIGTERM"
     )
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    backend: Literal["local", "remote", "fake"] = "local"
-    model: str = DEFAULT_MODEL
-    device: str = "auto"
-    compute_type: str = "auto"
-    cpu_threads: int = Field(default=0, ge=0, description="0: all cores")
-    workers: int = Field(default=2, ge=1, le=64, description="concurrent model calls")
-    beam_size: int = Field(default=5, ge=1, le=10, description="beam size of finals")
-    partial_beam_size: int = Field(default=1, ge=1, le=10)
-    cache_dir: Path = Field(default_factory=default_cache_dir)
-    default_vad: Literal["webrtc", "silero"] = "webrtc"
-    max_queued_partials: int = Field(default=64, ge=1)
+
+class StreamingSettings(_Group):
+    default_vad: Literal["webrtc", "silero"] = Field(
+        default="webrtc", description="VAD for sessions that do not choose: webrtc or silero"
+    )
+    max_pending_events: int = Field(
+        default=1000, ge=1, description="events queued for a client that is not reading"
+    )
+    send_timeout_s: float = Field(
+        default=10.0, gt=0, description="seconds a send may block before the client is dropped"
+    )
+    resume_grace_s: float = Field(
+        default=30.0, ge=0, description="how long a dropped session waits for a resume (0: never)"
+    )
+    log_transcripts: bool = Field(
+        default=False, description="also log the text of finals (debugging only)"
+    )
+
+
+class SessionLimits(_Group):
+    """0 means unlimited, for every field."""
+
+    max_sessions: int = Field(default=0, ge=0, description="open sessions at most")
+    max_sessions_per_key: int = Field(default=0, ge=0, description="open sessions per API key")
+    max_session_s: float = Field(default=0.0, ge=0, description="longest session in seconds")
+    max_message_bytes: int = Field(
+        default=1024 * 1024, ge=0, description="largest websocket message"
+    )
+    max_audio_speed: float = Field(
+        default=0.0, ge=0, description="fastest audio a client may send, in times real time"
+    )
+    audio_burst_s: float = Field(
+        default=10.0, ge=0, description="seconds of audio a client may send ahead of real time"
+    )
+    idle_timeout_s: float = Field(
+        default=120.0, ge=0, description="close sessions silent this long (0: never)"
+    )
+
+
+class LoadSettings(_Group):
+    admission: bool = Field(
+        default=True, description="refuse new sessions when finals would miss their budget"
+    )
+    final_latency_budget_ms: float = Field(
+        default=1500.0,
+        gt=0,
+        description="final latency p95 over which partials pause and new sessions are refused",
+    )
+    max_final_load: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="share of the model's time finals may take before new sessions are refused",
+    )
+    load_window_s: float = Field(default=30.0, gt=0, description="seconds of figures judged")
+    load_recover_s: float = Field(
+        default=10.0, ge=0, description="seconds of calm before the load level steps down"
+    )
+
+
+class AuthSettings(_Group):
+    # With no keys the server is open (fine on 127.0.0.1, not beyond).
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="API keys, comma-separated (environment or file only: a flag would show "
+        "in the process list)",
+    )
+    api_key_file: Path | None = Field(
+        default=None, description="file of hashed API keys (see `streamscribe hash-key`)"
+    )
+    token_secret: SecretStr | None = Field(
+        default=None,
+        repr=False,
+        description="shared by servers that accept each other's tokens (environment or file)",
+    )
+    token_ttl_s: int = Field(
+        default=600, ge=10, le=86_400, description="lifetime of a browser token in seconds"
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="browser origins allowed for the websocket and CORS, comma-separated "
+        "(empty: any)",
+    )
+
+    @field_validator("api_keys", "allowed_origins", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return _comma_separated(value)
+
+
+class SchedulerSettings(_Group):
+    workers: int = Field(default=2, ge=1, le=64, description="model calls run at once")
+    max_queued_partials: int = Field(
+        default=64, ge=1, description="partials queued at most; the oldest go first"
+    )
     max_batch_size: int = Field(
         default=0,
         ge=0,
         le=64,
-        description="partials (or finals) of different sessions run as one batch, at most; "
-        "0: the backend's choice (local model: 4 on a GPU, 1 on CPU)",
+        description="requests of different sessions run as one batch, at most (1: no "
+        "batching; 0: the backend's choice, 4 on a GPU, 1 on CPU)",
     )
     batch_finals: bool = Field(
         default=False,
@@ -55,83 +193,162 @@ class ServerSettings(BaseSettings):
     batch_window_ms: float = Field(
         default=10.0, ge=0, le=1000, description="how long a batch waits for more partials"
     )
-    admission: bool = Field(default=True, description="refuse sessions the server cannot serve")
-    final_latency_budget_ms: float = Field(default=1500.0, gt=0)
-    max_final_load: float = Field(default=0.8, gt=0, le=1)
-    load_window_s: float = Field(default=30.0, gt=0)
-    load_recover_s: float = Field(default=10.0, ge=0)
-    max_pending_events: int = Field(
-        default=1000, ge=1, description="events queued for a client that is not reading"
+
+
+class LocalModelSettings(_Group):
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description="tiny.en, base or small (bundled), a CTranslate2 directory, or a hub id",
     )
-    send_timeout_s: float = Field(default=10.0, gt=0)
-    max_upload_bytes: int = Field(
-        default=25 * 1024 * 1024, ge=1024, description="largest REST upload (OpenAI: 25 MB)"
+    device: str = Field(default="auto", description="auto, cpu or cuda")
+    compute_type: str = Field(
+        default="auto", description="auto, int8, int8_float16, float16, float32, ..."
     )
-    fake_script: list[str] = Field(default_factory=list)
-    model_aliases: dict[str, str] = Field(
-        default_factory=dict,
-        description="extra or changed REST model names -> primary, local or remote",
+    cpu_threads: int = Field(default=0, ge=0, description="CPU threads per model call (0: all)")
+    beam_size: int = Field(default=5, ge=1, le=10, description="beam size of finals")
+    partial_beam_size: int = Field(default=1, ge=1, le=10, description="beam size of partials")
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir, description="where joined model files are kept"
     )
 
-    # Who may connect. With no keys the server is open (fine on 127.0.0.1, not beyond).
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list, repr=False)
-    api_key_file: Path | None = Field(default=None, description="file of hashed keys")
-    token_secret: SecretStr | None = Field(
-        default=None, repr=False, description="shared by servers that accept each other's tokens"
-    )
-    token_ttl_s: int = Field(default=600, ge=10, le=86_400)
-    allowed_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="browser origins allowed (empty: any)"
-    )
-    # Limits; 0 means unlimited.
-    max_sessions: int = Field(default=0, ge=0)
-    max_sessions_per_key: int = Field(default=0, ge=0)
-    max_session_s: float = Field(default=0.0, ge=0)
-    max_message_bytes: int = Field(default=1024 * 1024, ge=0)
-    max_audio_speed: float = Field(default=0.0, ge=0, description="times real time")
-    idle_timeout_s: float = Field(default=120.0, ge=0)
-    ws_ping_interval_s: float = Field(default=20.0, gt=0)
-    shutdown_grace_s: float = Field(default=10.0, ge=0)
-    resume_grace_s: float = Field(
-        default=30.0, ge=0, description="how long a dropped session waits for a resume (0: never)"
-    )
-    log_format: Literal["text", "json"] = "text"
-    log_transcripts: bool = Field(default=False, description="log final text (debugging only)")
 
-    # The remote backend: any OpenAI-compatible /audio/transcriptions.
+class RemoteSettings(_Group):
+    """Any OpenAI-compatible ``/audio/transcriptions``."""
+
     remote_url: str | None = Field(
-        default=None, description="base URL, e.g. https://api.openai.com/v1"
+        default=None, description="remote backend's base URL, e.g. https://api.openai.com/v1"
     )
-    remote_model: str = "gpt-4o-mini-transcribe"
+    remote_model: str = Field(
+        default="gpt-4o-mini-transcribe",
+        description="remote model: gpt-4o-transcribe, gpt-4o-mini-transcribe, whisper-1, ...",
+    )
     remote_api_key: SecretStr | None = Field(
         default=None,
         # Read from the environment only (a flag would show in the process list).
         validation_alias=AliasChoices("STREAMSCRIBE_REMOTE_API_KEY", "OPENAI_API_KEY"),
         repr=False,
+        description="the remote's key (STREAMSCRIBE_REMOTE_API_KEY or OPENAI_API_KEY)",
     )
-    remote_timeout_s: float = Field(default=10.0, gt=0, description="one attempt")
+    remote_timeout_s: float = Field(default=10.0, gt=0, description="seconds of one attempt")
     remote_deadline_s: float = Field(
-        default=15.0, gt=0, description="a final's attempts, retries included"
+        default=15.0, gt=0, description="seconds a final's attempts may take, retries included"
     )
-    remote_max_concurrent: int = Field(default=8, ge=1, le=256)
-    remote_max_retries: int = Field(default=3, ge=0, le=10)
-    remote_response_format: Literal["auto", "json", "verbose_json"] = "auto"
-    remote_stream_partials: Literal["auto", "on", "off"] = "auto"
+    remote_max_concurrent: int = Field(
+        default=8, ge=1, le=256, description="remote requests at once"
+    )
+    remote_max_retries: int = Field(
+        default=3, ge=0, le=10, description="retries of a final after the first attempt"
+    )
+    remote_response_format: Literal["auto", "json", "verbose_json"] = Field(
+        default="auto", description="what to ask the remote for (auto: by model)"
+    )
+    remote_stream_partials: Literal["auto", "on", "off"] = Field(
+        default="auto", description="partials as streamed deltas from the remote"
+    )
     remote_fallback: Literal["none", "local"] = Field(
         default="none", description="local: load --model and answer from it when the remote fails"
     )
     breaker_failures: int = Field(default=3, ge=1, description="failures that open the circuit")
-    breaker_cooldown_s: float = Field(default=10.0, gt=0, description="open circuit's pause")
-    log_level: str = "info"
-    config_file: Path | None = Field(default=None, exclude=True)
+    breaker_cooldown_s: float = Field(
+        default=10.0, gt=0, description="seconds an open circuit pauses the remote"
+    )
 
-    @field_validator("api_keys", "allowed_origins", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        """Lists come as "a,b" from flags and the environment, as arrays from the TOML file."""
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
+
+class LogSettings(_Group):
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text, or json (one JSON object per line)"
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error")
+
+
+GroupT = TypeVar("GroupT", bound=BaseModel)
+
+GROUPS: tuple[type[BaseModel], ...] = (
+    HttpSettings,
+    StreamingSettings,
+    SessionLimits,
+    LoadSettings,
+    AuthSettings,
+    SchedulerSettings,
+    LocalModelSettings,
+    RemoteSettings,
+    LogSettings,
+)
+
+
+class ServerSettings(
+    BaseSettings,
+    HttpSettings,
+    StreamingSettings,
+    SessionLimits,
+    LoadSettings,
+    AuthSettings,
+    SchedulerSettings,
+    LocalModelSettings,
+    RemoteSettings,
+    LogSettings,
+):
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMSCRIBE_", extra="forbid", populate_by_name=True, frozen=True
+    )
+
+    backend: Literal["local", "remote", "fake"] = Field(
+        default="local",
+        description="speech backend: local (faster-whisper), remote (OpenAI-compatible API) "
+        "or fake (scripted answers, no model)",
+    )
+    fake_script: list[str] = Field(
+        default_factory=list, description="the fake backend's answers, in turn (JSON list)"
+    )
+    model_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra or changed REST model names -> primary, local or remote (JSON)",
+    )
+    config_file: Path | None = Field(
+        default=None, exclude=True, description="TOML file with any of these settings"
+    )
+
+    def group(self, group_type: type[GroupT]) -> GroupT:
+        """The part of these settings that ``group_type`` declares, as its own object."""
+        return group_type.model_validate(
+            {name: getattr(self, name) for name in group_type.model_fields}
+        )
+
+    @property
+    def http(self) -> HttpSettings:
+        return self.group(HttpSettings)
+
+    @property
+    def streaming(self) -> StreamingSettings:
+        return self.group(StreamingSettings)
+
+    @property
+    def limits(self) -> SessionLimits:
+        return self.group(SessionLimits)
+
+    @property
+    def load(self) -> LoadSettings:
+        return self.group(LoadSettings)
+
+    @property
+    def auth(self) -> AuthSettings:
+        return self.group(AuthSettings)
+
+    @property
+    def scheduling(self) -> SchedulerSettings:
+        return self.group(SchedulerSettings)
+
+    @property
+    def local_model(self) -> LocalModelSettings:
+        return self.group(LocalModelSettings)
+
+    @property
+    def remote(self) -> RemoteSettings:
+        return self.group(RemoteSettings)
+
+    @property
+    def logging(self) -> LogSettings:
+        return self.group(LogSettings)
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> ServerSettings:
@@ -196,8 +413,6 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        import os
-
         path = self._init_settings().get("config_file") or os.environ.get(
             "STREAMSCRIBE_CONFIG_FILE"
         )

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_hash_key(args: argparse.Namespace) -> int:
     import secrets
 
-    from server.auth import key_line
+    from server.policy.auth import key_line
 
     if args.generate:
         key = "sk-ss-" + secrets.token_urlsafe(24)

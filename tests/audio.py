@@ -42,3 +42,12 @@ def write_wav(path, pcm: bytes, rate_hz: int = RATE_HZ) -> None:
         out.setsampwidth(2)
         out.setframerate(rate_hz)
         out.writeframes(pcm)
+
+
+def wav_bytes(pcm: bytes, rate_hz: int = RATE_HZ) -> bytes:
+    """PCM16 mono bytes as the bytes of a WAV file (an upload)."""
+    import io
+
+    buffer = io.BytesIO()
+    write_wav(buffer, pcm, rate_hz)
+    return buffer.getvalue()

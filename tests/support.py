@@ -42,9 +42,38 @@ def shared_file(name: str) -> Path:
     return path
 
 
+def fake_settings(**overrides: Any) -> Any:
+    """Settings of a server on the scripted backend (no model), as most tests run it."""
+    from server.settings import ServerSettings
+
+    return ServerSettings(**{"backend": "fake", "model": "fake-model", **overrides})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wer(reference: str | list[str], hypothesis: str | list[str]) -> float:
+    """Word error rate after Whisper's English normalisation (bracketed noise tags dropped),
+    over every (reference, hypothesis) pair at once for lists: int8 decoding is not bit-exact,
+    so tests compare normalised words, never strings."""
+    import re
+
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    references = [reference] if isinstance(reference, str) else reference
+    hypotheses = [hypothesis] if isinstance(hypothesis, str) else hypothesis
+    strip = [re.sub(r"\[[^\]]*\]|<[^>]*>", " ", text) for text in references]
+    return float(jiwer.wer([normalize(t) for t in strip], [normalize(t) for t in hypotheses]))
+
+
 def require_model(name: str) -> None:
     from server.backends.models import resolve_model
-    from server.errors import ModelNotFound
+    from server.core.errors import ModelNotFound
 
     try:
         import faster_whisper  # noqa: F401

@@ -4,7 +4,7 @@
     ├── AudioFormatError      the peer sent audio we cannot read (odd byte count, bad rate)
     └── DetectorUnavailable   the caller asked for a detector whose dependency is missing
 
-The server maps these onto its own tree (``server.errors``) at its boundary.
+The server maps these onto its own tree (``server.core.errors``) at its boundary.
 """
 
 

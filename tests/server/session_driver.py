@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import deque
 
 from server.backends.fake import ScriptedTranscriber
-from server.events import RequestCancelled
-from server.options import SessionOptions
-from server.session import Session
-from server.transcription import RequestKind, TranscribeRequest
+from server.core.events import RequestCancelled
+from server.core.options import SessionOptions
+from server.core.session import Session
+from server.core.transcription import RequestKind, TranscribeRequest
 from vad.detectors import EnergyDetector
 
 

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,13 +17,12 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from client.stream import stream_pcm
-from server.app import create_app
-from server.auth import KeyStore, TokenSigner, key_line, parse_key_file
 from server.backends.fake import ScriptedTranscriber
-from server.errors import Unauthorized, UsageError
-from server.settings import ServerSettings
+from server.core.errors import Unauthorized, UsageError
+from server.policy.auth import KeyStore, TokenSigner, key_line, parse_key_file
+from server.web.app import create_app
 from tests.audio import bursts, pcm16
-from tests.support import ROOT, TIMEOUT_S, run, running_server
+from tests.support import ROOT, TIMEOUT_S, fake_settings, free_port, run, running_server
 
 SPEECH = pcm16(bursts(300, 1500, 900, 1200, 900))
 
@@ -42,7 +40,7 @@ def value(found: dict, name: str, **labels: str) -> float:
 
 
 def test_metrics_match_what_the_client_saw():
-    settings = ServerSettings(backend="fake", model="fake-model")
+    settings = fake_settings()
     app = create_app(settings, ScriptedTranscriber(["one two three", "four five"]))
     with running_server(app) as server:
         result = run(stream_pcm(server.ws_url, SPEECH, speed=4.0))
@@ -73,12 +71,6 @@ def test_metrics_match_what_the_client_saw():
         )
         == 1
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(*flags: str, env: dict | None = None) -> tuple[subprocess.Popen, int]:

@@ -120,7 +120,7 @@ def test_silero_and_webrtc_find_the_speech_in_a_real_recording():
         detector = make_detector("silero")
     except Exception as exc:  # faster-whisper's assets or onnxruntime missing
         require(False, f"silero unavailable: {exc}")
-    from streamscribe.audio_files import decode_pcm16
+    from server.core.audio_files import decode_pcm16
 
     audio = decode_pcm16(shared_file("en_jfk.flac")).astype(np.float32) / 32768
     for segmenter_detector in (detector, make_detector("webrtc")):

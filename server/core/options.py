@@ -1,0 +1,82 @@
+"""Per-session options: what a client may set with query parameters or ``session.update``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from server.core.errors import InvalidMessage
+from vad.resample import SUPPORTED_RATES_HZ
+from vad.segmenter import SegmenterOptions
+
+SampleRate = Literal[8000, 16000, 24000, 44100, 48000]
+assert set(SUPPORTED_RATES_HZ) == {8000, 16000, 24000, 44100, 48000}
+
+# Options that shape how audio is read; they cannot change once audio has arrived.
+AUDIO_FORMAT_OPTIONS = frozenset({"sample_rate", "vad", "vad_aggressiveness", "vad_threshold"})
+
+
+class SessionOptions(BaseModel):
+    """Everything a client can tune about its session. Unknown keys are refused, not ignored,
+    so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sample_rate: SampleRate = 16000
+    language: str | None = Field(default=None, description="ISO-639-1 code; None detects it")
+    model: str | None = None
+    prompt: str = Field(default="", max_length=2000, description="static prompt or glossary")
+    vad: Literal["webrtc", "silero"] = "webrtc"
+    vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    vad_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    prefix_padding_ms: int = Field(default=300, ge=0, le=2000)
+    silence_duration_ms: int = Field(default=500, ge=100, le=10_000)
+    min_speech_duration_ms: int = Field(default=250, ge=0, le=5000)
+    max_utterance_duration_ms: int = Field(default=15_000, ge=2000, le=28_000)
+    partials: bool = True
+    partial_backend: Literal["auto", "remote", "local"] = Field(
+        default="auto",
+        description="with the remote backend: partials from the remote or the local model",
+    )
+    partial_interval_ms: int = Field(default=500, ge=100, le=10_000)
+    prompt_reset_silence_ms: int = Field(default=30_000, ge=0)
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _auto_means_detect(cls, value: Any) -> Any:
+        if value in ("", "auto"):
+            return None
+        if isinstance(value, str):
+            value = value.lower()
+            if not value.isalpha() or not 2 <= len(value) <= 3:
+                raise ValueError("language must be an ISO-639-1 code such as 'en', or 'auto'")
+        return value
+
+    def segmenter_options(self) -> SegmenterOptions:
+        return SegmenterOptions(
+            prefix_padding_ms=self.prefix_padding_ms,
+            silence_duration_ms=self.silence_duration_ms,
+            min_speech_duration_ms=self.min_speech_duration_ms,
+            max_utterance_duration_ms=self.max_utterance_duration_ms,
+        )
+
+    def updated(self, changes: dict[str, Any]) -> SessionOptions:
+        """A copy with ``changes`` applied and validated; ``InvalidMessage`` says what is wrong."""
+        return parse_options({**self.model_dump(), **changes})
+
+
+def parse_options(values: dict[str, Any]) -> SessionOptions:
+    try:
+        return SessionOptions.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'session'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        code = "unsupported_sample_rate" if _mentions(exc, "sample_rate") else "invalid_session"
+        raise InvalidMessage(f"invalid session options: {problems}", code=code) from None
+
+
+def _mentions(exc: ValidationError, field_name: str) -> bool:
+    return any(error["loc"] and error["loc"][0] == field_name for error in exc.errors())

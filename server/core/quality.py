@@ -1,0 +1,77 @@
+"""Drops model output that is likely a hallucination rather than speech.
+
+Whisper's known failures on streaming audio: text invented on silence or noise ("Thank you for
+watching"), and repetition loops. Its own statistics flag most of them: the probability that a
+window holds no speech, the average token log-probability, and how well the text compresses
+(a loop compresses very well).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from server.core.transcription import Segment, Transcription, join_segment_texts
+
+# Phrases Whisper produces on silence and noise, learned from subtitle credits.
+KNOWN_HALLUCINATIONS = frozenset(
+    {
+        "thank you",
+        "thank you very much",
+        "thanks for watching",
+        "thank you for watching",
+        "thank you so much for watching",
+        "please subscribe",
+        "like and subscribe",
+        "subtitles by the amaraorg community",
+        "you",
+        "bye",
+        "the end",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QualityThresholds:
+    no_speech_prob: float = 0.6
+    min_avg_logprob: float = -1.0
+    max_compression_ratio: float = 2.4
+    # Below this confidence a known hallucination phrase is dropped even with speech detected.
+    suspicious_avg_logprob: float = -0.5
+    suspicious_no_speech_prob: float = 0.2
+
+
+def _normalized(text: str) -> str:
+    return re.sub(r"[^\w ]+", "", text.lower()).strip()
+
+
+def segment_problem(segment: Segment, thresholds: QualityThresholds) -> str | None:
+    """Why a segment should be dropped, or None to keep it."""
+    if segment.compression_ratio > thresholds.max_compression_ratio:
+        return "repetition"
+    if segment.no_speech_prob > thresholds.no_speech_prob and segment.avg_logprob < -0.5:
+        return "no_speech"
+    if segment.avg_logprob < thresholds.min_avg_logprob:
+        return "low_confidence"
+    suspicious = (
+        segment.avg_logprob < thresholds.suspicious_avg_logprob
+        or segment.no_speech_prob > thresholds.suspicious_no_speech_prob
+    )
+    if suspicious and _normalized(segment.text) in KNOWN_HALLUCINATIONS:
+        return "known_hallucination"
+    return None
+
+
+def filter_transcription(
+    transcription: Transcription, thresholds: QualityThresholds
+) -> tuple[str, str | None]:
+    """The text of the segments worth keeping, and why the rest was dropped (if any was)."""
+    kept: list[str] = []
+    reasons: list[str] = []
+    for segment in transcription.segments:
+        problem = segment_problem(segment, thresholds)
+        if problem is None:
+            kept.append(segment.text)
+        else:
+            reasons.append(problem)
+    return join_segment_texts(kept), (",".join(sorted(set(reasons))) or None)

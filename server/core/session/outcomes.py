@@ -1,0 +1,169 @@
+"""The events an utterance's answers become: partials on screen, finals, failures, and the
+failed finals kept for a retry."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from server.core.agreement import continuation_after, words_of
+from server.core.errors import InvalidMessage
+from server.core.events import Event, FinalText, PartialText, SessionError
+from server.core.quality import QualityThresholds, filter_transcription
+from server.core.session.utterance import FailedUtterance, Utterance
+from server.core.transcription import TranscribeRequest, Transcription
+
+# Utterances whose final failed keep their audio for a retry; beyond this many, the oldest go.
+MAX_RETAINED_FAILURES = 16
+
+
+class FailedFinals:
+    """Failed finals kept for ``utterance.retry``, oldest first, at most
+    ``MAX_RETAINED_FAILURES``."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, FailedUtterance] = {}
+
+    def keep(self, utterance: Utterance, request: TranscribeRequest) -> None:
+        assert utterance.end_samples is not None
+        self._by_id[utterance.utterance_id] = FailedUtterance(
+            utterance.utterance_id,
+            utterance.start_samples,
+            utterance.end_samples,
+            utterance.end_reason,
+            request.audio,
+        )
+        while len(self._by_id) > MAX_RETAINED_FAILURES:
+            del self._by_id[next(iter(self._by_id))]
+
+    def retry(
+        self, utterance_id: int, make_request: Callable[[FailedUtterance], TranscribeRequest]
+    ) -> TranscribeRequest | None:
+        """A new final request for a kept utterance; ``None`` while one is on its way."""
+        failed = self._by_id.get(utterance_id)
+        if failed is None:
+            raise InvalidMessage(
+                f"utterance {utterance_id} has no failed final to retry "
+                f"(kept: {sorted(self._by_id) or 'none'})",
+                code="unknown_utterance",
+            )
+        if failed.retry_request is not None:
+            return None
+        failed.retry_request = make_request(failed)
+        return failed.retry_request
+
+    def retrying(self, request: TranscribeRequest) -> FailedUtterance | None:
+        """The failed utterance ``request`` retries, if it does."""
+        failed = self._by_id.get(request.utterance_id)
+        return failed if failed is not None and failed.retry_request is request else None
+
+    def forget(self, utterance_id: int) -> None:
+        del self._by_id[utterance_id]
+
+    @property
+    def any_retrying(self) -> bool:
+        return any(failed.retry_request for failed in self._by_id.values())
+
+
+def failure_event(utterance_id: int, message: str) -> SessionError:
+    return SessionError(
+        "transcription_failed",
+        f"utterance {utterance_id} could not be transcribed: {message}; its audio is kept: "
+        "send utterance.retry to try again",
+        utterance_id,
+    )
+
+
+def final_text(
+    utterance_id: int,
+    span: tuple[int, int],
+    reason: str,
+    request: TranscribeRequest,
+    answer: Transcription,
+    filtered: tuple[str, str | None],
+    session_language: str | None,
+) -> FinalText:
+    """The final event for an answer, with the text the quality filter (and agreement) left."""
+    text, dropped = filtered
+    return FinalText(
+        utterance_id=utterance_id,
+        text=text,
+        start_samples=span[0],
+        end_samples=span[1],
+        reason=reason,
+        language=answer.language or session_language,
+        prompt=request.options.prompt,
+        backend=answer.backend,
+        inference_ms=answer.inference_ms,
+        dropped=dropped,
+        usage=answer.usage,
+        failover_reason=answer.failover_reason,
+    )
+
+
+def retried_final(
+    failed: FailedUtterance,
+    answer: Transcription,
+    thresholds: QualityThresholds,
+    session_language: str | None,
+) -> FinalText:
+    """The final of a failed utterance that a retry transcribed (out of order, ``retried``)."""
+    assert failed.retry_request is not None
+    final = final_text(
+        failed.utterance_id,
+        (failed.start_samples, failed.end_samples),
+        failed.reason,
+        failed.retry_request,
+        answer,
+        filter_transcription(answer, thresholds),
+        session_language,
+    )
+    return dataclasses.replace(final, retried=True)
+
+
+def show_partial(
+    utterance: Utterance, stable: str, tail: str, request: TranscribeRequest, backend: str
+) -> PartialText:
+    """Remember what the partial shows (stable words, then the tail), and make its event."""
+    utterance.last_partial = (stable, tail)
+    return PartialText(
+        utterance.utterance_id,
+        " ".join(part for part in (stable, tail) if part),
+        stable,
+        utterance.start_samples,
+        request.end_samples,
+        backend,
+    )
+
+
+def apply_partial(
+    utterance: Utterance,
+    request: TranscribeRequest,
+    answer: Transcription,
+    thresholds: QualityThresholds,
+) -> list[Event]:
+    """A partial answer: its words go through the agreement policy, and the partial on screen
+    changes if what it shows does."""
+    if request.request_id <= utterance.applied_partial_id or utterance.final_request is not None:
+        return []  # stale, or the stable words are already frozen into a final request
+    utterance.applied_partial_id = request.request_id
+    text, _ = filter_transcription(answer, thresholds)
+    stable, unstable = utterance.agreement.receive_hypothesis(text)
+    if (stable, unstable) == utterance.last_partial or not (stable or unstable):
+        return []
+    return [show_partial(utterance, stable, unstable, request, answer.backend)]
+
+
+def progress_partial(
+    utterance: Utterance, request: TranscribeRequest, text: str, backend: str
+) -> list[Event]:
+    """Text a streaming backend has decoded so far: shown when it says more than the partial
+    on screen. It moves no word into the stable text: only complete hypotheses do that."""
+    if request.request_id <= utterance.applied_partial_id or utterance.final_request is not None:
+        return []
+    stable = utterance.agreement.stable_text
+    tail_words = continuation_after(utterance.agreement.stable_words, words_of(text))
+    shown_tail = utterance.last_partial[1] if utterance.last_partial else ""
+    if len(tail_words) <= len(words_of(shown_tail)):
+        return []  # a new request starts from the utterance's beginning: never shrink
+    return [show_partial(utterance, stable, " ".join(tail_words), request, backend)]

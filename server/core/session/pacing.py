@@ -1,0 +1,50 @@
+"""When a partial is due. Partials follow new speech, never faster than the model answers them.
+
+A partial is due every ``partial_interval_ms`` of new audio, but only if speech was heard since
+the previous one (re-transcribing a pause shows nothing new and delays the final), and no
+sooner than the last partial's turnaround (queue wait plus inference): under load, partials
+slow down before finals do. The server's load level doubles the interval (``PARTIALS_SLOWED``)
+or stops partials (``PARTIALS_PAUSED``); the first partial of an utterance is never slowed by
+load: it shows the speaker they are heard.
+"""
+
+from __future__ import annotations
+
+from server.core.load_report import LoadLevel
+from server.core.session.utterance import Utterance, UtteranceState
+from server.core.units import ms_to_samples
+
+
+class PartialPacer:
+    def __init__(self, interval_ms: float) -> None:
+        self.interval_ms = interval_ms
+        self.load = LoadLevel.NORMAL
+        self.turnaround_ms = 0.0
+
+    def first_due(self, start_samples: int) -> int:
+        """Where a new utterance's first partial is due."""
+        return start_samples + ms_to_samples(self.interval_ms)
+
+    def due(self, utterance: Utterance, position_samples: int, voiced_end_samples: int) -> bool:
+        """Whether ``utterance`` gets a partial now; if so, when the next one is due."""
+        if (
+            self.load is LoadLevel.PARTIALS_PAUSED
+            or utterance.state is not UtteranceState.SPEAKING  # paused: the final is coming
+            or position_samples < utterance.next_partial_samples
+            or voiced_end_samples <= utterance.partial_voiced_end
+        ):
+            return False
+        utterance.partial_voiced_end = voiced_end_samples
+        interval = self._interval_samples()
+        if position_samples - utterance.start_samples < 2 * interval:
+            # Early in an utterance, twice as often: the request at speech onset often hears
+            # too little to give text, and the first words tell the speaker they are heard.
+            interval //= 2
+        utterance.next_partial_samples = position_samples + interval
+        return True
+
+    def _interval_samples(self) -> int:
+        interval_ms = self.interval_ms
+        if self.load is LoadLevel.PARTIALS_SLOWED:
+            interval_ms *= 2
+        return ms_to_samples(max(interval_ms, self.turnaround_ms))

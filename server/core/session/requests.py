@@ -1,0 +1,67 @@
+"""The requests a session sends to the model: one numbering, one prompt, one audio buffer."""
+
+from __future__ import annotations
+
+import itertools
+
+from server.core.options import SessionOptions
+from server.core.prompt import PromptCarry
+from server.core.session.audio_path import AudioBuffer
+from server.core.session.utterance import FailedUtterance, Utterance
+from server.core.transcription import DecodeOptions, RequestKind, Samples, TranscribeRequest
+
+
+class RequestMaker:
+    def __init__(
+        self,
+        session_id: str,
+        audio: AudioBuffer,
+        prompt: PromptCarry,
+        request_ids: itertools.count[int],
+    ) -> None:
+        self.session_id = session_id
+        self.audio = audio
+        self.prompt = prompt
+        self.options = SessionOptions()  # the session keeps this current
+        self._request_ids = request_ids
+
+    def partial(self, utterance: Utterance, end: int) -> TranscribeRequest:
+        return self._request(utterance, RequestKind.PARTIAL, end, None)
+
+    def final(self, utterance: Utterance, end: int, audio: Samples | None) -> TranscribeRequest:
+        """``audio``: what the final covers, kept while it waited (``None``: cut it now)."""
+        return self._request(utterance, RequestKind.FINAL, end, audio)
+
+    def retry(self, failed: FailedUtterance) -> TranscribeRequest:
+        return TranscribeRequest(
+            request_id=next(self._request_ids),
+            session_id=self.session_id,
+            utterance_id=failed.utterance_id,
+            kind=RequestKind.FINAL,
+            audio=failed.audio,
+            options=self.decode_options(),
+            start_samples=failed.start_samples,
+            end_samples=failed.end_samples,
+        )
+
+    def decode_options(self) -> DecodeOptions:
+        return DecodeOptions(
+            language=self.options.language,
+            prompt=self.prompt.prompt(),
+            carried_prompt_chars=len(self.prompt.carried),
+            partial_backend=self.options.partial_backend,
+        )
+
+    def _request(
+        self, utterance: Utterance, kind: RequestKind, end: int, audio: Samples | None
+    ) -> TranscribeRequest:
+        return TranscribeRequest(
+            request_id=next(self._request_ids),
+            session_id=self.session_id,
+            utterance_id=utterance.utterance_id,
+            kind=kind,
+            audio=audio if audio is not None else self.audio.slice(utterance.start_samples, end),
+            options=self.decode_options(),
+            start_samples=utterance.start_samples,
+            end_samples=end,
+        )

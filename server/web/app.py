@@ -1,0 +1,116 @@
+"""The ASGI application: wiring only. It builds the backend, the scheduler and the shared
+context from the settings, and mounts each protocol adapter and route module:
+
+    /v1/stream, /v1/watch/{id}       StreamScribe's own streaming protocol (stream_endpoint)
+    /v1/audio/*, /v1/models          OpenAI's audio REST API (openai_api)
+    /healthz /readyz /stats /metrics health and operations (routes)
+    /v1/realtime/client_secrets      browser tokens (routes)
+    /, /watch/{id}, /static          the browser pages (routes)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server.backends.base import AnyTranscriber
+from server.backends.registry import make_transcriber
+from server.core.errors import ApiError
+from server.runtime.context import ServerContext
+from server.runtime.scheduler import InferenceScheduler
+from server.settings import ServerSettings
+from server.web.http_access import AccessMiddleware
+from server.web.live_session import LiveSessionRegistry
+from server.web.openai_api import build_router
+from server.web.registry import LiveSessions
+from server.web.routes import WEB_DIR, health_router, page_router, token_router
+from server.web.stream_endpoint import handle_stream, handle_watch
+
+
+def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = None) -> FastAPI:
+    """Build the app. ``transcriber`` overrides the backend named in ``settings`` (tests)."""
+    backend = transcriber if transcriber is not None else make_transcriber(settings)
+    scheduler = InferenceScheduler(backend, settings.scheduling)
+    context = ServerContext.build(settings, scheduler)
+    scheduler.observer = context.record_inference
+    scheduler.batch_observer = context.metrics.record_batch
+    registry: LiveSessionRegistry = LiveSessions()
+    context.load_listeners.append(registry.receive_load)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.loading = asyncio.create_task(scheduler.start())
+        load_watcher = asyncio.create_task(context.watch_load(), name="load-watcher")
+        try:
+            yield
+        finally:
+            load_watcher.cancel()
+            app.state.loading.cancel()
+            await scheduler.close()
+
+    app = FastAPI(
+        title="StreamScribe",
+        version="0.1.0",
+        summary="Real-time streaming dictation",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.scheduler = scheduler
+    app.state.context = context
+    app.state.live_sessions = registry
+    app.include_router(build_router(settings, lambda: backend.multilingual))
+    app.include_router(health_router(context, backend, settings.served_model))
+    app.include_router(token_router(context))
+    app.include_router(page_router())
+    app.add_middleware(AccessMiddleware, context=context)
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    add_error_handlers(app, context)
+
+    @app.websocket("/v1/stream")
+    async def stream(websocket: WebSocket) -> None:
+        await handle_stream(websocket, context, registry)
+
+    @app.websocket("/v1/watch/{session_id}")
+    async def watch_stream(websocket: WebSocket, session_id: str) -> None:
+        await handle_watch(websocket, context, registry, session_id)
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    return app
+
+
+def add_error_handlers(app: FastAPI, context: ServerContext) -> None:
+    """Every HTTP error answers in OpenAI's shape, not FastAPI's."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        context.metrics.record_error(exc.api_code or exc.error_type)
+        return JSONResponse(exc.body(), status_code=exc.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = ApiError(exc.status_code, str(exc.detail), code=_http_code(exc.status_code))
+        return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(str(error.get("msg", "")) for error in exc.errors())
+        error = ApiError(400, f"invalid request: {problems}")
+        return JSONResponse(error.body(), status_code=400)
+
+
+def _http_code(status: int) -> str | None:
+    return {404: "not_found", 405: "method_not_allowed"}.get(status)

@@ -1,0 +1,135 @@
+"""The websocket edge of streaming: ``ws://HOST:PORT/v1/stream``.
+
+Before any audio is read the connection is checked: credential (``Authorization: Bearer`` or
+``?token=``), browser origin, then either a new session within the session limits, or a resume
+of a detached one (``session_id`` and ``resume_token``, from the same API key). A refusal is an
+``error`` event and a close: 1008 (policy) for credentials, origins and bad resumes, 1013 (try
+again later) for capacity: the session limits, and the server's measured load
+(``server.policy.load``). The session itself runs in ``live_session``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING
+
+from starlette.websockets import WebSocket
+
+from server.core import protocol
+from server.core.errors import InvalidMessage, LimitExceeded, PeerError, Unauthorized
+from server.core.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER
+from server.core.session import Session, default_detector
+from server.policy.auth import Principal, bearer
+from server.web.live_session import LiveSession, LiveSessionRegistry
+from server.web.session_choices import check_session_choices
+from server.web.ws_link import refuse
+
+if TYPE_CHECKING:
+    from server.runtime.context import ServerContext
+
+RESUME_PARAMS = ("session_id", "resume_token", "last_final_id")
+
+
+async def handle_stream(
+    websocket: WebSocket, context: ServerContext, registry: LiveSessionRegistry
+) -> None:
+    await websocket.accept()
+    try:
+        principal = _authenticate(websocket, context)
+        _check_origin(websocket, context)
+        if context.shutting_down.is_set():
+            raise LimitExceeded(
+                "the server is shutting down; reconnect to another one",
+                code="server_shutting_down",
+                limit="shutdown",
+            )
+        if "session_id" in websocket.query_params:
+            live, last_final_id = _find_resumable(websocket, registry, principal)
+        else:
+            live = _new_session(websocket, context, registry, principal)
+            last_final_id = None
+    except PeerError as exc:
+        close = CLOSE_TRY_AGAIN_LATER if isinstance(exc, LimitExceeded) else CLOSE_POLICY
+        context.metrics.record_error(exc.code)
+        session_id = websocket.query_params.get("session_id", "")
+        await refuse(websocket, protocol.error(session_id, exc.code, exc.message), close)
+        return
+    await live.attach(websocket, last_final_id=last_final_id)
+
+
+def _authenticate(websocket: WebSocket, context: ServerContext) -> Principal:
+    credential = bearer(websocket.headers.get("authorization")) or websocket.query_params.get(
+        "token"
+    )
+    return context.authenticator.authenticate(credential, time.time())
+
+
+def _check_origin(websocket: WebSocket, context: ServerContext) -> None:
+    allowed = context.auth.allowed_origins
+    origin = websocket.headers.get("origin")
+    if allowed and origin is not None and origin not in allowed and "*" not in allowed:
+        raise Unauthorized(
+            f"origin {origin!r} is not in allowed_origins", code="origin_not_allowed"
+        )
+
+
+def _new_session(
+    websocket: WebSocket,
+    context: ServerContext,
+    registry: LiveSessionRegistry,
+    principal: Principal,
+) -> LiveSession:
+    params = {
+        key: value for key, value in websocket.query_params.items() if key not in RESUME_PARAMS
+    }
+    params.setdefault("vad", context.streaming.default_vad)
+    options = protocol.options_from_query(params)
+    check_session_choices(context, options.model_dump(include={"model", "partial_backend"}))
+    session = Session(protocol.new_session_id(), options, detector_factory=default_detector)
+    context.load.admit(context.sessions.total, time.monotonic())
+    context.sessions.admit(principal.key_id, principal.max_sessions)
+    return LiveSession(context, registry, session, principal)
+
+
+def _find_resumable(
+    websocket: WebSocket, registry: LiveSessionRegistry, principal: Principal
+) -> tuple[LiveSession, int]:
+    params = websocket.query_params
+    live = registry.get(params["session_id"])
+    token = params.get("resume_token", "")
+    if (
+        live is None
+        or not hmac.compare_digest(live.resume_token, token)
+        or live.principal.key_id != principal.key_id
+    ):
+        raise Unauthorized(
+            "no resumable session with that id and token (it ended, or its grace period "
+            "passed); start a new session",
+            code="resume_failed",
+        )
+    raw = params.get("last_final_id", "0")
+    if not raw.isdigit():
+        raise InvalidMessage("last_final_id must be the id of the last final received, or 0")
+    return live, int(raw)
+
+
+async def handle_watch(
+    websocket: WebSocket, context: ServerContext, registry: LiveSessionRegistry, session_id: str
+) -> None:
+    """A read-only viewer of a running session (``/v1/watch/{session_id}?watch_token=``): the
+    share link is the credential, so meeting screens need no API key."""
+    await websocket.accept()
+    live = registry.get(session_id)
+    token = websocket.query_params.get("watch_token", "")
+    try:
+        if live is None or not hmac.compare_digest(live.watch_token, token):
+            raise Unauthorized(
+                "no running session with that id and watch token (it may have ended)",
+                code="watch_failed",
+            )
+        await live.watch(websocket)
+    except PeerError as exc:
+        context.metrics.record_error(exc.code)
+        close = CLOSE_TRY_AGAIN_LATER if isinstance(exc, LimitExceeded) else CLOSE_POLICY
+        await refuse(websocket, protocol.error(session_id, exc.code, exc.message), close)

@@ -1,0 +1,27 @@
+"""The local backend's rule for retrying a batched final alone, with the temperature fallback."""
+
+from server.backends.local import _needs_fallback
+from server.core.transcription import Segment
+
+
+def segment(avg_logprob=-0.3, compression_ratio=1.5, no_speech_prob=0.1):
+    return Segment(
+        text=" words",
+        avg_logprob=avg_logprob,
+        compression_ratio=compression_ratio,
+        no_speech_prob=no_speech_prob,
+    )
+
+
+def test_a_confident_plain_answer_is_kept():
+    assert not _needs_fallback(segment())
+
+
+def test_a_repetitive_or_unsure_answer_is_retried():
+    assert _needs_fallback(segment(compression_ratio=2.6))
+    assert _needs_fallback(segment(avg_logprob=-1.4))
+
+
+def test_an_unsure_answer_on_silence_is_not_retried():
+    """Whisper's rule: nothing to gain from retrying what the model calls silence."""
+    assert not _needs_fallback(segment(avg_logprob=-1.4, no_speech_prob=0.9))

@@ -1,0 +1,425 @@
+import itertools
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from server.backends.fake import ScriptedTranscriber
+from server.core.errors import InvalidAudio, InvalidMessage, SessionClosing
+from server.core.events import (
+    FinalText,
+    PartialText,
+    RequestCancelled,
+    SessionDrained,
+    SessionError,
+    UtteranceStarted,
+    UtteranceStopped,
+)
+from server.core.transcription import RequestKind, Segment, TranscribeRequest, Transcription
+from tests.audio import bursts, pcm16
+from tests.server.session_driver import Driver, energy_session
+
+TWO_UTTERANCES = pcm16(bursts(500, 2000, 1000, 1500, 800))
+
+
+def test_partials_then_exactly_one_final_per_utterance():
+    driver = Driver(energy_session(), ScriptedTranscriber(["hello there world", "second one"]))
+    driver.feed(TWO_UTTERANCES, 3200)
+    driver.close()
+    finals = driver.of_type(FinalText)
+    assert [f.text for f in finals] == ["hello there world", "second one"]
+    assert [f.utterance_id for f in finals] == [1, 2]
+    assert all(f.reason == "silence" for f in finals)
+    for final in finals:
+        index = driver.events.index(final)
+        before = [e for e in driver.events[:index] if isinstance(e, PartialText)]
+        assert any(p.utterance_id == final.utterance_id for p in before)
+        after = [e for e in driver.events[index:] if isinstance(e, PartialText)]
+        assert not any(p.utterance_id == final.utterance_id for p in after)
+    assert isinstance(driver.events[-1], SessionDrained)
+
+
+def test_stable_text_only_grows_and_the_final_keeps_it():
+    transcriber = ScriptedTranscriber(["one two three four five six seven"], words_per_second=3)
+    driver = Driver(energy_session(), transcriber)
+    driver.feed(pcm16(bursts(300, 3000, 800)), 1600)
+    partials = driver.of_type(PartialText)
+    stables = [p.stable_text for p in partials]
+    assert stables[-1]  # something became stable
+    for earlier, later in itertools.pairwise(stables):
+        assert later.startswith(earlier)
+    final = driver.of_type(FinalText)[0]
+    assert final.text.startswith(stables[-1])
+    # No partial repeats the one before it.
+    shown = [(p.text, p.stable_text) for p in partials]
+    assert all(a != b for a, b in itertools.pairwise(shown))
+
+
+def test_each_request_carries_the_previous_finals_as_prompt():
+    driver = Driver(
+        energy_session(prompt="Glossary: Quilter."),
+        ScriptedTranscriber(["Mr. Quilter spoke", "then he left"]),
+    )
+    driver.feed(TWO_UTTERANCES, 3200)
+    finals = driver.of_type(FinalText)
+    assert finals[0].prompt == "Glossary: Quilter."
+    assert finals[1].prompt == "Glossary: Quilter. Mr. Quilter spoke"
+    second_requests = [e for e in driver.of_type(TranscribeRequest) if e.utterance_id == 2]
+    assert all(r.options.prompt.endswith("Mr. Quilter spoke") for r in second_requests)
+
+
+def test_final_request_is_speculative_and_cancelled_when_speech_resumes():
+    # Pause of 300 ms (> 200 ms end padding, < 500 ms silence window), then more speech.
+    driver = Driver(energy_session(), ScriptedTranscriber(["a b c"]))
+    driver.feed(pcm16(bursts(500, 1000, 300, 1000, 1000)), 1600)
+    finals_requested = [e for e in driver.of_type(TranscribeRequest) if e.kind is RequestKind.FINAL]
+    cancelled = {e.request_id for e in driver.of_type(RequestCancelled)}
+    assert len(finals_requested) == 2
+    assert finals_requested[0].request_id in cancelled
+    assert len(driver.of_type(FinalText)) == 1
+    stopped = driver.of_type(UtteranceStopped)[0]
+    assert finals_requested[1].end_samples == stopped.end_samples
+
+
+def test_speculative_final_is_requested_before_the_silence_window_closes():
+    session = energy_session()
+    events = session.receive_audio(pcm16(bursts(500, 1000, 250)))
+    finals = [e for e in events if isinstance(e, TranscribeRequest) and e.kind is RequestKind.FINAL]
+    assert finals and not [e for e in events if isinstance(e, UtteranceStopped)]
+
+
+def test_finals_come_out_in_order_even_when_answers_do_not():
+    driver = Driver(energy_session(), ScriptedTranscriber(["first", "second"]))
+    driver.feed(TWO_UTTERANCES, 3200, hold=True)
+    driver.answer(driver.session.receive_end_of_stream(), hold=True)
+    finals_held = [r for r in driver.held if r.kind is RequestKind.FINAL]
+    # Only the first final is requested: the second waits for its prompt.
+    assert [r.utterance_id for r in finals_held] == [1]
+    for request in reversed(driver.held):
+        driver.reply(request)
+    assert [f.utterance_id for f in driver.of_type(FinalText)] == [1, 2]
+    # The second final was requested long after its audio left the buffer: it kept a copy.
+    for final in [r for r in driver.of_type(TranscribeRequest) if r.kind is RequestKind.FINAL]:
+        assert len(final.audio) == final.end_samples - final.start_samples > 0
+    assert isinstance(driver.events[-1], SessionDrained)
+
+
+def test_an_older_partial_answer_never_overwrites_a_newer_one():
+    driver = Driver(energy_session(), ScriptedTranscriber(["alpha beta gamma delta"]))
+    driver.feed(pcm16(bursts(300, 2000)), 1600, hold=True)
+    partial_requests = [r for r in driver.held if r.kind is RequestKind.PARTIAL]
+    assert len(partial_requests) >= 2
+    driver.reply(partial_requests[-1])
+    count = len(driver.of_type(PartialText))
+    driver.reply(partial_requests[0])
+    assert len(driver.of_type(PartialText)) == count
+
+
+def test_partials_follow_new_speech_only():
+    signal = bursts(300, 1000, 190, 1000, 800)  # a 190 ms gap: not long enough to pause
+    driver = Driver(energy_session(partial_interval_ms=100), ScriptedTranscriber(["a b c d"]))
+    driver.feed(pcm16(signal), 640)
+    partials = [r for r in driver.of_type(TranscribeRequest) if r.kind is RequestKind.PARTIAL]
+    assert len(partials) > 5
+    for previous, request in itertools.pairwise(partials):
+        new_audio = signal[previous.end_samples : request.end_samples]
+        assert np.abs(new_audio).max() > 0.01, "a partial re-transcribed silence only"
+
+
+class SlowQueue(ScriptedTranscriber):
+    def transcribe(self, audio, options, *, final=True):
+        return replace(super().transcribe(audio, options, final=final), queue_ms=1500.0)
+
+
+def test_partials_slow_down_to_the_models_turnaround():
+    driver = Driver(energy_session(), SlowQueue(["one two three four five six"]))
+    driver.feed(pcm16(bursts(300, 6000, 800)), 1600)
+    partials = [r for r in driver.of_type(TranscribeRequest) if r.kind is RequestKind.PARTIAL]
+    gaps = [b.end_samples - a.end_samples for a, b in itertools.pairwise(partials)]
+    # Once the utterance is under way, partials are spaced by the turnaround answers report.
+    assert len(gaps) > 3 and min(gaps[-2:]) >= 1500 * 16
+    # The first partial still comes after the base interval.
+    assert partials[0].end_samples - partials[0].start_samples <= 600 * 16
+
+
+class FinalHearsItDifferently(ScriptedTranscriber):
+    """The final's answer changes the first word the partials agreed on and adds one at the end."""
+
+    def transcribe(self, audio, options, *, final=True):
+        answer = super().transcribe(audio, options, final=final)
+        if not final:
+            return answer
+        text = " ".join(["won", *answer.text.split()[1:], "seven"])
+        return Transcription((Segment(text=" " + text),), language="en")
+
+
+def test_the_final_keeps_the_stable_words_and_takes_the_rest_from_its_answer():
+    transcriber = FinalHearsItDifferently(["one two three four five six"], words_per_second=3)
+    driver = Driver(energy_session(), transcriber)
+    driver.feed(pcm16(bursts(300, 2500, 800)), 1600)
+    final_request = next(
+        r for r in driver.of_type(TranscribeRequest) if r.kind is RequestKind.FINAL
+    )
+    last_stable = [p.stable_text for p in driver.of_type(PartialText)][-1]
+    assert last_stable.startswith("one")
+    final = driver.of_type(FinalText)[0]
+    # The stable words as shown, then the answer's words after the part aligned to them.
+    assert final.text == "one two three four five six seven"
+    # No partial follows the final request: the stable words are frozen.
+    index = driver.events.index(final_request)
+    assert not [e for e in driver.events[index:] if isinstance(e, PartialText)]
+
+
+class PartialsRunAhead(ScriptedTranscriber):
+    """Partials hear words past the cut point; the final of the cut audio does not."""
+
+    def transcribe(self, audio, options, *, final=True):
+        text = " alpha beta" if final else " alpha beta gamma delta"
+        return Transcription(segments=(Segment(text=text),), language="en", backend="t")
+
+
+def test_a_forced_cut_final_does_not_keep_stable_words_from_past_the_cut():
+    driver = Driver(energy_session(max_utterance_duration_ms=4000), PartialsRunAhead())
+    driver.feed(pcm16(bursts(300, 5000, 1000)), 1600)
+    driver.close()
+    finals = driver.of_type(FinalText)
+    assert finals[0].reason == "max_duration"
+    assert finals[0].text == "alpha beta"
+    stable = [p.stable_text for p in driver.of_type(PartialText) if p.utterance_id == 1]
+    assert stable[-1] == "alpha beta gamma"  # the last word of a hypothesis is never stable
+    # A silence-ended utterance keeps its stable words.
+    assert finals[-1].reason == "silence"
+    assert finals[-1].text.startswith("alpha beta gamma")
+
+
+def hallucination(text: str, **stats) -> Transcription:
+    return Transcription(segments=(Segment(text=text, **stats),), language="en", backend="t")
+
+
+class FixedTranscriber(ScriptedTranscriber):
+    def __init__(self, answer: Transcription):
+        super().__init__()
+        self.fixed = answer
+
+    def transcribe(self, audio, options, *, final=True):
+        return self.fixed
+
+
+def test_no_speech_output_is_dropped_and_not_carried_into_the_prompt():
+    answer = hallucination(" Thank you for watching!", no_speech_prob=0.9, avg_logprob=-1.2)
+    driver = Driver(energy_session(), FixedTranscriber(answer))
+    driver.feed(TWO_UTTERANCES, 3200)
+    finals = driver.of_type(FinalText)
+    assert [f.text for f in finals] == ["", ""]
+    assert finals[0].dropped == "no_speech"
+    assert finals[1].prompt == ""
+    assert not driver.of_type(PartialText)
+
+
+def test_repetition_loop_is_dropped():
+    answer = hallucination(" the the the the the the the", compression_ratio=3.1)
+    driver = Driver(energy_session(), FixedTranscriber(answer))
+    driver.feed(TWO_UTTERANCES, 3200)
+    assert driver.of_type(FinalText)[0].dropped == "repetition"
+
+
+def test_prompt_resets_after_a_long_silence():
+    driver = Driver(
+        energy_session(prompt_reset_silence_ms=2000), ScriptedTranscriber(["first", "second"])
+    )
+    driver.feed(pcm16(bursts(500, 1500, 3000, 1500, 800)), 3200)
+    finals = driver.of_type(FinalText)
+    assert finals[1].prompt == ""
+
+
+def test_prompt_resets_when_the_language_changes():
+    class Switching(ScriptedTranscriber):
+        def transcribe(self, audio, options, *, final=True):
+            answer = super().transcribe(audio, options, final=final)
+            language = "en" if not self.requests or len(self.requests) < 6 else "de"
+            return Transcription(answer.segments, language=language, backend="t")
+
+    driver = Driver(energy_session(), Switching(["one", "two", "three"]))
+    driver.feed(pcm16(bursts(500, 1500, 1000, 1500, 1000, 1500, 1000)), 3200)
+    finals = driver.of_type(FinalText)
+    languages = [f.language for f in finals]
+    assert "de" in languages
+    first_de = languages.index("de")
+    # The utterance after the switch no longer carries the English text.
+    if first_de + 1 < len(finals):
+        assert "one" not in finals[first_de + 1].prompt
+
+
+def test_commit_ends_the_utterance_now():
+    driver = Driver(energy_session(), ScriptedTranscriber(["pushed to talk"]))
+    driver.feed(pcm16(bursts(300, 1000)), 1600)
+    driver.answer(driver.session.receive_commit())
+    final = driver.of_type(FinalText)[0]
+    assert final.reason == "commit"
+    assert final.end_samples == driver.session.position_samples
+
+
+def test_end_of_stream_flushes_the_last_utterance_then_drains():
+    driver = Driver(energy_session(), ScriptedTranscriber(["cut off"]))
+    driver.feed(pcm16(bursts(300, 1000)), 1600)
+    driver.close()
+    tail = [type(e) for e in driver.events if not isinstance(e, TranscribeRequest | PartialText)]
+    assert tail[-3:] == [UtteranceStopped, FinalText, SessionDrained]
+    assert driver.of_type(FinalText)[0].reason == "end_of_stream"
+
+
+def test_a_failed_final_is_reported_and_later_utterances_go_on():
+    driver = Driver(energy_session(), ScriptedTranscriber(["a", "b"]))
+    driver.feed(TWO_UTTERANCES, 3200, hold=True)
+    first_final = next(r for r in driver.held if r.kind is RequestKind.FINAL)
+    driver.answer(driver.session.receive_transcription_failed(first_final, "model crashed"))
+    errors = driver.of_type(SessionError)
+    assert errors and errors[0].utterance_id == 1 and "model crashed" in errors[0].message
+    second_final = next(
+        e
+        for e in driver.of_type(TranscribeRequest)
+        if e.kind is RequestKind.FINAL and e.utterance_id == 2
+    )
+    driver.reply(second_final)
+    assert [f.utterance_id for f in driver.of_type(FinalText)] == [2]
+
+
+def test_a_failed_final_keeps_its_audio_for_a_retry_that_gives_its_final():
+    session = energy_session()
+    driver = Driver(session, ScriptedTranscriber(["retried words"]))
+    driver.feed(pcm16(bursts(500, 1500, 1000)), 3200, hold=True)
+    first_final = next(r for r in driver.held if r.kind is RequestKind.FINAL)
+    driver.answer(session.receive_transcription_failed(first_final, "remote down"))
+    (error,) = driver.of_type(SessionError)
+    assert error.utterance_id == 1 and "utterance.retry" in error.message
+    (retry,) = session.receive_retry(1)
+    assert retry.kind is RequestKind.FINAL and np.array_equal(retry.audio, first_final.audio)
+    assert session.receive_retry(1) == []  # already on its way
+    driver.session.receive_end_of_stream()
+    assert not session.closed  # the retry is still owed a final
+    driver.reply(retry)
+    final = driver.of_type(FinalText)[-1]
+    assert (final.utterance_id, final.text, final.retried) == (1, "retried words", True)
+    assert final.end_samples == first_final.end_samples
+    assert isinstance(driver.events[-1], SessionDrained)
+    with pytest.raises(SessionClosing):
+        session.receive_retry(1)
+
+
+def test_retrying_an_utterance_that_did_not_fail_is_refused():
+    session = energy_session()
+    with pytest.raises(InvalidMessage, match="no failed final") as caught:
+        session.receive_retry(7)
+    assert caught.value.code == "unknown_utterance"
+
+
+def test_streamed_partial_text_is_shown_as_it_grows_without_moving_stable_words():
+    session = energy_session()
+    driver = Driver(session, ScriptedTranscriber(["one two three four"]))
+    driver.feed(pcm16(bursts(300, 1200)), 3200, hold=True)
+    partial = next(r for r in driver.held if r.kind is RequestKind.PARTIAL)
+    shown = []
+    for text in ["one", "one two", "one", "one two three"]:
+        shown += session.receive_partial_progress(partial, text)
+    assert [e.text for e in shown] == ["one", "one two", "one two three"]  # never shrinks
+    assert all(e.stable_text == "" for e in shown)  # progress moves no word into stable text
+
+
+def test_odd_byte_count_is_an_audio_error_and_the_session_goes_on():
+    session = energy_session()
+    with pytest.raises(InvalidAudio, match="even number of bytes"):
+        session.receive_audio(b"\x01\x02\x03")
+    session.receive_audio(pcm16(bursts(100)))
+
+
+def test_input_after_close_is_refused():
+    session = energy_session()
+    session.receive_end_of_stream()
+    with pytest.raises(SessionClosing):
+        session.receive_audio(b"\x00\x00")
+    with pytest.raises(SessionClosing):
+        session.receive_commit()
+
+
+def test_updates_are_validated_and_audio_format_is_fixed_once_audio_flows():
+    session = energy_session()
+    with pytest.raises(InvalidMessage, match="sample_rate") as caught:
+        session.receive_update({"sample_rate": 22050})
+    assert caught.value.code == "unsupported_sample_rate"
+    with pytest.raises(InvalidMessage, match="silence_duraton_ms") as caught:
+        session.receive_update({"silence_duraton_ms": 300})
+    assert caught.value.code == "invalid_session"
+    session.receive_update({"sample_rate": 48000, "silence_duration_ms": 300})
+    session.receive_audio(pcm16(bursts(100)))
+    with pytest.raises(InvalidMessage, match="cannot change after audio"):
+        session.receive_update({"sample_rate": 16000})
+    session.receive_update({"language": "de"})
+    assert session.options.language == "de"
+
+
+def per_utterance(events):
+    """Per utterance: its requests, its VAD events and its finals, each in order.
+
+    What depends on when answers arrive is left out: the interleaving of these streams, the
+    partials (an answer that comes after the final request is ignored), the prompts of partial
+    requests and the prefix of final requests (the stable words known by then), and
+    ``inference_ms``.
+    """
+    grouped = {}
+    for event in events:
+        if isinstance(event, TranscribeRequest):
+            key = (event.kind, event.start_samples, event.end_samples)
+            if event.kind is RequestKind.FINAL:
+                key += (event.options.prompt,)
+            stream = "requests"
+        elif isinstance(event, UtteranceStarted | UtteranceStopped):
+            key, stream = event, "vad"
+        elif isinstance(event, FinalText):
+            key, stream = replace(event, inference_ms=0.0), "finals"
+        else:
+            continue
+        grouped.setdefault((event.utterance_id, stream), []).append(key)
+    return grouped
+
+
+def run_split(pcm: bytes, cuts: list[int]) -> dict:
+    driver = Driver(energy_session(), ScriptedTranscriber(["one two three four", "five six"]))
+    points = sorted({cut - cut % 2 for cut in cuts if 0 < cut < len(pcm)})
+    for start, end in zip([0, *points], [*points, len(pcm)], strict=False):
+        driver.feed(pcm[start:end])
+    driver.close()
+    return per_utterance(driver.events)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, len(TWO_UTTERANCES)), max_size=40))
+def test_events_do_not_depend_on_how_audio_is_split(cuts):
+    assert run_split(TWO_UTTERANCES, cuts) == run_split(TWO_UTTERANCES, [])
+
+
+def test_frame_by_frame_equals_whole():
+    frame_cuts = list(range(0, len(TWO_UTTERANCES), 960))
+    assert run_split(TWO_UTTERANCES, frame_cuts) == run_split(TWO_UTTERANCES, [])
+
+
+def test_a_long_stream_holds_a_bounded_audio_buffer():
+    # Ten minutes of speech with pauses and with speech that never pauses (forced cuts): the
+    # session keeps only the current utterance and a short pre-roll, never the stream's past.
+    options = {"max_utterance_duration_ms": 15_000}
+    session = energy_session(**options)
+    driver = Driver(session, ScriptedTranscriber())
+    cycle = pcm16(bursts(600, 2500, 1200, 40_000, 800, 7000))
+    held_ms = []
+    for _ in range(12):
+        for offset in range(0, len(cycle), 3200):
+            driver.answer(session.receive_audio(cycle[offset : offset + 3200]))
+            held_ms.append(session.buffered_samples / 16)
+            assert session.pending_utterances <= 2
+    driver.close()
+    lookback_ms = 300 + 250 * 8 + 1000  # pre-roll, onset confirmation, margin
+    assert max(held_ms) <= options["max_utterance_duration_ms"] + lookback_ms
+    first, last = held_ms[: len(held_ms) // 12], held_ms[-len(held_ms) // 12 :]
+    assert max(last) <= max(first) + 100  # the twelfth cycle holds no more than the first
+    assert len(driver.of_type(FinalText)) >= 12 * 5

@@ -1,0 +1,106 @@
+"""LocalAgreement, prompt carry-over and the hallucination filter."""
+
+from server.core.agreement import LocalAgreement, continuation_after, words_of
+from server.core.prompt import PromptCarry, tail_at_word_boundary
+from server.core.quality import QualityThresholds, filter_transcription
+from server.core.transcription import Segment, Transcription
+
+
+def test_three_agreeing_hypotheses_make_their_common_prefix_stable():
+    agreement = LocalAgreement()
+    assert agreement.receive_hypothesis("Hello") == ("", "Hello")
+    assert agreement.receive_hypothesis("Hello, world") == ("", "Hello, world")
+    assert agreement.receive_hypothesis("hello world. How") == ("hello", "world. How")
+    # Case and punctuation do not break agreement; the stable text is never rewritten.
+    assert agreement.receive_hypothesis("Hello world, how are") == ("hello world,", "how are")
+    assert agreement.receive_hypothesis("Hello, world, how are you") == (
+        "hello world, how",
+        "are you",
+    )
+
+
+def test_two_agreeing_is_the_classic_local_agreement():
+    agreement = LocalAgreement(agreeing=2)
+    agreement.receive_hypothesis("Hello")
+    assert agreement.receive_hypothesis("Hello, world") == ("Hello,", "world")
+
+
+def test_the_last_word_of_a_hypothesis_never_becomes_stable():
+    """Trailing silence makes Whisper add "you"; every partial of it agrees."""
+    agreement = LocalAgreement()
+    for _ in range(4):
+        stable, tail = agreement.receive_hypothesis("in 1813. you")
+    assert (stable, tail) == ("in 1813.", "you")
+    assert agreement.finalize("In 1813.") == "in 1813."
+
+
+def test_stable_words_survive_a_model_changing_its_mind():
+    agreement = LocalAgreement(agreeing=2)
+    agreement.receive_hypothesis("the cat sat")
+    agreement.receive_hypothesis("the cat sat on")
+    assert agreement.stable_text == "the cat sat"
+    stable, tail = agreement.receive_hypothesis("a cat sat on the mat")
+    assert stable == "the cat sat on" and tail == "the mat"
+    assert agreement.finalize("the hat sat on the mat.") == "the cat sat on the mat."
+
+
+def test_a_changed_stable_word_costs_that_word_not_the_words_after_it():
+    """A greedy partial heard "what you are"; the final hears "what your country can do"."""
+    stable = words_of("and so my fellow americans ask not what you are")
+    final = words_of("And so my fellow Americans ask not what your country can do for you.")
+    assert continuation_after(stable, final) == ["can", "do", "for", "you."]
+    # A stable word the final drops is kept once, not repeated.
+    assert continuation_after(["alpha", "beta", "gamma"], ["alpha", "beta"]) == []
+    assert continuation_after(["one", "two"], ["one", "three", "four"]) == ["four"]
+
+
+def test_continuation_when_nothing_matches_keeps_words_beyond_the_stable_length():
+    assert continuation_after(["x", "y"], ["a", "b", "c"]) == ["c"]
+
+
+def test_prompt_is_static_prompt_then_the_bounded_tail_of_finals():
+    carry = PromptCarry("Glossary: StreamScribe.", tail_chars=30)
+    carry.receive_final("The first sentence is rather long indeed.", "en")
+    carry.receive_final("Second one.", "en")
+    prompt = carry.prompt()
+    assert prompt.startswith("Glossary: StreamScribe. ")
+    assert prompt.endswith("Second one.")
+    assert len(carry.carried) <= 30
+    assert not carry.carried.startswith(("ndeed", "eed"))
+
+
+def test_tail_never_starts_mid_word():
+    assert tail_at_word_boundary("alpha beta gamma", 8) == "gamma"
+    assert tail_at_word_boundary("alpha beta gamma", 11) == "beta gamma"
+
+
+def test_language_change_and_long_silence_reset_the_carried_text():
+    carry = PromptCarry()
+    carry.receive_final("Hello there.", "en")
+    carry.receive_final("Guten Tag.", "de")
+    assert carry.prompt() == "Guten Tag."
+    carry.receive_silence(40_000, reset_after_ms=30_000)
+    assert carry.prompt() == ""
+
+
+def stats(text, **values):
+    return Transcription(segments=(Segment(text=text, **values),))
+
+
+def test_filter_keeps_confident_speech_and_names_what_it_drops():
+    thresholds = QualityThresholds()
+    assert filter_transcription(stats(" Hello.", avg_logprob=-0.2), thresholds) == ("Hello.", None)
+    assert filter_transcription(stats(" la la la", compression_ratio=2.9), thresholds)[1] == (
+        "repetition"
+    )
+    assert filter_transcription(stats(" mumble", avg_logprob=-1.4), thresholds)[1] == (
+        "low_confidence"
+    )
+    assert filter_transcription(stats(" Thanks for watching!", avg_logprob=-0.6), thresholds) == (
+        "",
+        "known_hallucination",
+    )
+    # The same words said clearly are kept.
+    assert filter_transcription(stats(" Thank you.", avg_logprob=-0.1), thresholds)[0] == (
+        "Thank you."
+    )

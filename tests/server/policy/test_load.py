@@ -1,0 +1,123 @@
+"""Measured headroom: load levels with their hysteresis, admission, and the session's pacing."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.backends.fake import ScriptedTranscriber
+from server.core.errors import LimitExceeded
+from server.core.events import FinalText
+from server.core.load_report import LoadLevel
+from server.core.transcription import RequestKind, TranscribeRequest
+from server.policy.load import LoadMonitor
+from server.settings import LoadSettings
+from tests.audio import bursts, pcm16
+from tests.server.session_driver import Driver, energy_session
+
+POLICY = LoadSettings(
+    final_latency_budget_ms=1000, max_final_load=0.8, load_window_s=30, load_recover_s=10
+)
+
+
+def monitor_with_latencies(*latencies_s: float, at: float = 0.0) -> LoadMonitor:
+    monitor = LoadMonitor(POLICY, workers=2)
+    for latency_s in latencies_s:
+        monitor.receive_final_latency(latency_s, at)
+    return monitor
+
+
+def test_a_quiet_server_is_normal_and_admits():
+    monitor = monitor_with_latencies(0.2, 0.3, 0.25)
+    assert monitor.report(1.0).level is LoadLevel.NORMAL
+    monitor.admit(active_sessions=5, now=1.0)
+
+
+def test_few_finals_say_nothing_about_latency():
+    monitor = monitor_with_latencies(5.0, 5.0)
+    assert monitor.final_latency_p95_ms() is None
+    assert monitor.report(1.0).level is LoadLevel.NORMAL
+
+
+def test_latency_past_half_the_budget_slows_partials_and_past_the_budget_pauses_them():
+    slowed = monitor_with_latencies(0.6, 0.7, 0.65).report(1.0)
+    assert slowed.level is LoadLevel.PARTIALS_SLOWED and "p95 700 ms" in slowed.reason
+    paused = monitor_with_latencies(0.6, 1.4, 1.2).report(1.0)
+    assert paused.level is LoadLevel.PARTIALS_PAUSED
+    assert paused.as_dict()["partials"] == "paused"
+
+
+def test_a_backlog_of_finals_pauses_partials():
+    monitor = LoadMonitor(POLICY, workers=2)
+    monitor.receive_queue(5)
+    assert monitor.report(0.0).level is LoadLevel.PARTIALS_PAUSED
+
+
+def test_levels_step_down_one_at_a_time_after_calm():
+    monitor = monitor_with_latencies(2.0, 2.0, 2.0, at=0.0)
+    assert monitor.report(0.0).level is LoadLevel.PARTIALS_PAUSED
+    # The slow finals leave the window at 30 s; calm must then last recover_s per step.
+    assert monitor.report(31.0).level is LoadLevel.PARTIALS_PAUSED
+    assert monitor.report(40.0).level is LoadLevel.PARTIALS_PAUSED
+    assert monitor.report(41.0).level is LoadLevel.PARTIALS_SLOWED
+    assert monitor.report(50.0).level is LoadLevel.PARTIALS_SLOWED
+    assert monitor.report(51.0).level is LoadLevel.NORMAL
+
+
+def test_a_relapse_restarts_the_recovery_clock():
+    monitor = monitor_with_latencies(2.0, 2.0, 2.0, at=0.0)
+    monitor.report(31.0)  # calm starts
+    for at in (35.0, 35.0, 35.0):
+        monitor.receive_final_latency(2.0, at)
+    assert monitor.report(39.0).level is LoadLevel.PARTIALS_PAUSED
+    assert monitor.report(45.0).level is LoadLevel.PARTIALS_PAUSED
+
+
+def test_paused_partials_refuse_new_sessions_naming_the_budget():
+    monitor = monitor_with_latencies(2.0, 2.0, 2.0)
+    with pytest.raises(LimitExceeded) as refused:
+        monitor.admit(active_sessions=3, now=1.0)
+    assert refused.value.code == "server_overloaded"
+    assert refused.value.limit == "final_latency_budget_ms"
+
+
+def test_admission_projects_the_finals_load_of_one_more_session():
+    monitor = LoadMonitor(POLICY, workers=2)
+    # 30 s of window, 2 workers: 60 worker-seconds. Finals took 42 s: load 0.7.
+    for index in range(42):
+        monitor.receive_final_run(1.0, float(index) * 0.7 + 1)
+    monitor.report(30.0)
+    monitor.admit(active_sessions=0, now=30.0)  # nothing measured per session yet
+    with pytest.raises(LimitExceeded) as refused:
+        monitor.admit(active_sessions=6, now=30.0)  # 0.7 * 7 / 6 = 0.82
+    assert refused.value.limit == "max_final_load"
+    monitor.admit(active_sessions=20, now=30.0)  # 0.7 * 21 / 20 = 0.735
+
+
+def test_admission_can_be_switched_off():
+    policy = LoadSettings(final_latency_budget_ms=1000, admission=False)
+    monitor = LoadMonitor(policy, workers=1)
+    for _ in range(3):
+        monitor.receive_final_latency(9.0, 0.0)
+    monitor.admit(active_sessions=100, now=1.0)
+
+
+def partial_requests(driver: Driver) -> list[TranscribeRequest]:
+    return [
+        event
+        for event in driver.events
+        if isinstance(event, TranscribeRequest) and event.kind is RequestKind.PARTIAL
+    ]
+
+
+def test_sessions_pace_partials_to_the_load_and_never_drop_finals():
+    speech = pcm16(bursts(500, 6000, 1000))
+    counts = {}
+    for level in LoadLevel:
+        driver = Driver(energy_session(), ScriptedTranscriber(["one two three four five"]))
+        driver.answer(driver.session.receive_load(level))
+        driver.feed(speech, 640)
+        driver.close()
+        counts[level] = len(partial_requests(driver))
+        assert [final.text for final in driver.of_type(FinalText)] == ["one two three four five"]
+    assert counts[LoadLevel.PARTIALS_PAUSED] == 0
+    assert 0 < counts[LoadLevel.PARTIALS_SLOWED] < counts[LoadLevel.NORMAL]

@@ -1,0 +1,76 @@
+"""Admission control and load notices on a real server whose finals are slower than its budget."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import websockets
+
+from server.backends.fake import ScriptedTranscriber
+from server.settings import ServerSettings
+from server.web.app import create_app
+from tests.audio import bursts, pcm16
+from tests.support import TIMEOUT_S, run, running_server
+
+# Four utterances: four finals, each answered a second after it was asked for.
+SPEECH = pcm16(bursts(300, 800, 900, 800, 900, 800, 900, 800, 900))
+
+
+def overloaded_app():
+    settings = ServerSettings(
+        backend="fake",
+        model="fake-model",
+        final_latency_budget_ms=200,
+        # Wide enough to hold three of the four finals however the two workers interleave
+        # them with partials (the fewest the monitor judges latency from).
+        load_window_s=6,
+        load_recover_s=0.3,
+    )
+    return create_app(settings, ScriptedTranscriber(["slow words"], delay_s=1.0))
+
+
+async def next_of(websocket, seen: list[dict], *types: str) -> dict:
+    """The next event of one of ``types``; every event read is kept in ``seen``."""
+    while True:
+        seen.append(json.loads(await asyncio.wait_for(websocket.recv(), TIMEOUT_S)))
+        if seen[-1]["type"] in types:
+            return seen[-1]
+
+
+def test_slow_finals_pause_partials_refuse_new_sessions_then_recover():
+    async def scenario(server):
+        seen: list[dict] = []
+        async with websockets.connect(server.ws_url + "?language=en") as speaker:
+            await speaker.send(SPEECH)
+            degraded = await next_of(speaker, seen, "session.degraded")
+            paused = degraded
+            while paused["partials"] != "paused":
+                paused = await next_of(speaker, seen, "session.degraded")
+            assert paused["final_latency_p95_ms"] > 200
+            assert "final latency p95" in paused["reason"]
+
+            stats = httpx.get(server.http_url + "/stats").json()
+            assert stats["load"]["partials"] == "paused"
+            metrics = httpx.get(server.http_url + "/metrics").text
+            assert "streamscribe_load_level 2.0" in metrics
+
+            async with websockets.connect(server.ws_url) as newcomer:
+                refusal = json.loads(await asyncio.wait_for(newcomer.recv(), TIMEOUT_S))
+                await asyncio.wait_for(newcomer.wait_closed(), TIMEOUT_S)
+            assert refusal["type"] == "error" and refusal["code"] == "server_overloaded"
+            assert newcomer.close_code == 1013
+
+            # The slow finals leave the window; the levels step back down to normal.
+            recovered = await next_of(speaker, seen, "session.recovered")
+            assert recovered["partials"] == "normal"
+            await speaker.send(json.dumps({"type": "session.close"}))
+            await next_of(speaker, seen, "session.closed")
+        return [event for event in seen if event["type"] == "transcript.final"]
+
+    with running_server(overloaded_app()) as server:
+        finals = run(scenario(server))
+    # Degrading shed only partials: every utterance still got its final.
+    assert [final["utterance_id"] for final in finals] == [1, 2, 3, 4]
+    assert {final["text"] for final in finals} == {"slow words"}
