@@ -222,7 +222,7 @@ async def streamscribe_session(url: str, stream: Clip, delay_s: float) -> Sessio
         while True:
             try:
                 raw = await asyncio.wait_for(ws.recv(), 60)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 print(f"no event for 60 s (sender done: {task.done()})", file=sys.stderr)
                 if task.done() and task.exception():
                     print(f"sender failed: {task.exception()!r}", file=sys.stderr)
@@ -291,7 +291,7 @@ async def whisperlive_session(url: str, stream: Clip, delay_s: float) -> Session
         while True:
             try:
                 raw = await asyncio.wait_for(ws.recv(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if done.is_set():
                     break
                 continue

@@ -1,12 +1,15 @@
 """A streaming session as a client runs it: audio chunks from any source go to the server, events
-come back, and a dropped connection is resumed (docs/protocol.md, "Resuming a dropped
-session").
+come back, and neither a dropped connection nor a dead server loses a word (docs/protocol.md,
+"Resuming a dropped session" and "When the server is gone").
 
-Audio messages are numbered as they are sent and kept until the server acknowledges them
-(``input_audio.ack``). While the connection is down the source keeps producing (a microphone
-does not wait) and its chunks queue up; on reconnect the server says what it has, the rest goes
-again in order, and the finals missed meanwhile arrive once. A final seen twice is dropped and
-counted in ``duplicates`` (the server should send none).
+Audio messages are numbered as they are sent and kept until they are final-safe
+(``client.ledger``). While the connection is down the source keeps producing (a microphone
+does not wait) and its chunks queue up. On reconnect the session is resumed when the server
+still has it; when it does not (the server was killed or restarted, or a load balancer sent the
+client to another server), or when it closed the session for a shutdown, a new session with
+the same options takes over from the last final received. The caller sees one stream: finals
+once each, utterance ids and times continuing. A final seen twice is dropped and counted in
+``duplicates``.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import asyncio
 import contextlib
 import json
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from client.ledger import AudioLedger
 
 BYTES_PER_SAMPLE = 2
 # Refusals that a reconnect cannot fix.
@@ -29,7 +33,6 @@ FATAL_CODES = frozenset(
         "invalid_api_key",
         "token_expired",
         "origin_not_allowed",
-        "resume_failed",
         "invalid_session",
         "unsupported_sample_rate",
         "model_not_found",
@@ -50,6 +53,7 @@ class StreamResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = 0.0  # monotonic time when the first audio byte was sent
     reconnects: int = 0  # connections lost and resumed
+    new_sessions: int = 0  # sessions opened again because the server lost the old one
     duplicates: int = 0  # finals received twice (dropped)
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
@@ -94,7 +98,7 @@ class ResumableSession:
         on_event: Callable[[dict[str, Any]], None] | None = None,
         headers: dict[str, str] | None = None,
         open_timeout_s: float = 30.0,
-        max_reconnects: int = 5,
+        max_reconnects: int = 8,
     ) -> None:
         self.url = url
         self.chunks = chunks
@@ -104,18 +108,14 @@ class ResumableSession:
         self.open_timeout_s = open_timeout_s
         self.max_reconnects = max_reconnects
         self.result = StreamResult()
+        self.ledger = AudioLedger(int(options.get("sample_rate", 16_000)))
         self.session_id: str | None = None
         self.resume_token: str | None = None
-        self.last_final_id = 0
-        self.sent_seq = 0
-        self.pending: deque[tuple[int, bytes]] = deque()  # sent or queued, not acknowledged
         self.source_done = False
         self.closed = False
         self.refusal: dict[str, Any] | None = None
-        self._websocket: Any = None
-        self._ready = asyncio.Event()  # the server knows where we stand: audio may flow
+        self._resumable = False  # a session exists that a reconnect may resume
         self._wake = asyncio.Event()  # new audio, or the source ended
-        self._seen_outcomes: set[tuple[int, bool]] = set()
 
     async def run(self) -> StreamResult:
         reader = asyncio.create_task(self._read_source())
@@ -125,6 +125,7 @@ class ResumableSession:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+        self.result.duplicates = self.ledger.duplicates
         return self.result
 
     # ------------------------------------------------------------------ audio
@@ -133,23 +134,22 @@ class ResumableSession:
         async for chunk in self.chunks:
             if not self.result.started_at:
                 self.result.started_at = time.monotonic()
-            self.sent_seq += 1
-            self.pending.append((self.sent_seq, chunk))
+            self.ledger.add(chunk)
             self._wake.set()
         self.source_done = True
         self._wake.set()
 
     async def _send_loop(self, websocket: Any, first_seq: int) -> None:
-        """Send what the server lacks, from ``first_seq`` on, then each chunk as it comes."""
+        """Send what the server lacks, from global ``first_seq`` on, then each chunk as it
+        comes, then ``session.close`` once the source has ended."""
         next_seq = first_seq
         close_sent = False
         while True:
             self._wake.clear()
-            for seq, chunk in list(self.pending):
-                if seq >= next_seq:
-                    await websocket.send(chunk)
-                    next_seq = seq + 1
-            if self.source_done and not close_sent:
+            for chunk in self.ledger.from_seq(next_seq):
+                await websocket.send(chunk.data)
+                next_seq = chunk.seq + 1
+            if self.source_done and not close_sent and next_seq > self.ledger.last_seq:
                 await websocket.send(json.dumps({"type": "session.close"}))
                 close_sent = True
             await self._wake.wait()
@@ -163,7 +163,7 @@ class ResumableSession:
         while True:
             try:
                 await self._connection()
-            except (websockets.ConnectionClosed, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, websockets.ConnectionClosed, OSError) as exc:
                 if self.closed:
                     return
                 if self.refusal is not None:
@@ -182,16 +182,17 @@ class ResumableSession:
                 return
             if self.refusal is not None:
                 raise SessionFailed(f"{self.refusal['code']}: {self.refusal['message']}")
+            attempt = 0  # the server ended that session on purpose: a new one starts now
 
     def _target(self) -> str:
-        if self.session_id is None:
+        if not self._resumable:
             return with_query(self.url, self.options)
         return with_query(
             self.url,
             {
-                "session_id": self.session_id,
+                "session_id": self.session_id or "",
                 "resume_token": self.resume_token or "",
-                "last_final_id": self.last_final_id,
+                "last_final_id": self.ledger.last_final_id,
                 **({"token": self.options["token"]} if "token" in self.options else {}),
             },
         )
@@ -208,11 +209,10 @@ class ResumableSession:
             sender: asyncio.Task[None] | None = None
             try:
                 async for raw in websocket:
-                    event = json.loads(raw)
-                    first_seq = self._receive(event)
+                    first_seq = self._receive(json.loads(raw))
                     if first_seq is not None:
                         sender = asyncio.create_task(self._send_loop(websocket, first_seq))
-                    if self.closed or self.refusal is not None:
+                    if self.closed or self.refusal is not None or not self._resumable:
                         return
                     if sender is not None and sender.done():
                         sender.result()  # a send failed: the connection is going down
@@ -224,33 +224,48 @@ class ResumableSession:
             raise websockets.ConnectionClosedError(None, None)
 
     def _receive(self, event: dict[str, Any]) -> int | None:
-        """Record one event. Returns the first audio message to send once the server has said
-        where it stands (session created or resumed), else None."""
+        """Record one event. Returns the first audio message (global seq) to send once the
+        server has said where it stands (session created or resumed), else None."""
         kind = event["type"]
         first_seq = None
         if kind == "session.created":
+            if self.session_id is not None:
+                event = {**event, "continues": self.session_id}
             self.session_id = event["session_id"]
             self.resume_token = event.get("resume_token")
-            first_seq = 1
+            self._resumable = True
+            first_seq = self.ledger.epoch_first_seq
         elif kind == "session.resumed":
-            first_seq = event["last_audio_seq"] + 1
-        elif kind == "input_audio.ack":
-            while self.pending and self.pending[0][0] <= event["seq"]:
-                self.pending.popleft()
+            first_seq = self.ledger.global_seq(event["last_audio_seq"] + 1)
+        elif kind == "error" and event.get("code") == "resume_failed":
+            self._lose_session()  # the server no longer has it: a new session takes over
             return None
         elif kind == "error" and event.get("code") in FATAL_CODES:
             self.refusal = event
-        if kind == "transcript.final" or (kind == "error" and "utterance_id" in event):
-            outcome = (event["utterance_id"], bool(event.get("retried")))
-            if outcome in self._seen_outcomes:
-                self.result.duplicates += 1
-                return first_seq
-            self._seen_outcomes.add(outcome)
-            self.last_final_id = max(self.last_final_id, event["utterance_id"])
-        event["received_at"] = time.monotonic()
-        self.result.events.append(event)
+        elif (
+            kind == "session.closed"
+            and event.get("reason") == "server_shutdown"
+            and self._more_to_say(event)
+        ):
+            self._lose_session(after_seq=self.ledger.global_seq(event["last_audio_seq"]))
+            return None
+        seen = self.ledger.receive(event)
+        if seen is None:
+            return first_seq
+        seen["received_at"] = time.monotonic()
+        self.result.events.append(seen)
         if self.on_event is not None:
-            self.on_event(event)
+            self.on_event(seen)
         if kind == "session.closed":
             self.closed = True
         return first_seq
+
+    def _more_to_say(self, closed: dict[str, Any]) -> bool:
+        """Whether audio remains after what the closed session transcribed."""
+        last = self.ledger.global_seq(closed.get("last_audio_seq", 0))
+        return not self.source_done or last < self.ledger.last_seq
+
+    def _lose_session(self, *, after_seq: int | None = None) -> None:
+        self._resumable = False
+        self.ledger.start_epoch(after_seq=after_seq)
+        self.result.new_sessions += 1

@@ -37,11 +37,12 @@ async def stream_pcm(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     open_timeout_s: float = 30.0,
     headers: dict[str, str] | None = None,
-    max_reconnects: int = 5,
+    max_reconnects: int = 8,
 ) -> StreamResult:
     """Send PCM16 mono audio at ``speed`` times real time (None: as fast as the server reads),
     then ``session.close``; return every event up to ``session.closed``. A dropped connection
-    is resumed (up to ``max_reconnects`` times)."""
+    is resumed, and a session the server lost is replaced by a new one, with no word lost
+    (up to ``max_reconnects`` failed connection attempts in a row)."""
     session = ResumableSession(
         url,
         paced_chunks(pcm, sample_rate_hz=sample_rate_hz, chunk_ms=chunk_ms, speed=speed),
@@ -103,8 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-reconnects",
         type=int,
-        default=5,
-        help="times to reconnect and resume the session after a dropped connection",
+        default=8,
+        help="connection attempts in a row before giving up on a lost server (default 8, "
+        "about 30 s)",
     )
     parser.set_defaults(run=run)
 
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     except SessionFailed as exc:
         print(f"streamscribe stream: {exc}", file=sys.stderr)
         return 1
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         print(f"streamscribe stream: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # websockets' InvalidURI, InvalidHandshake, ConnectionClosed...

@@ -19,9 +19,6 @@ from pydantic_settings import NoDecode
 from server.core.errors import StreamScribeError
 from server.settings import ServerSettings
 
-# Flags that take no value.
-SWITCHES = frozenset({"log_transcripts"})
-
 
 def is_secret(field: FieldInfo) -> bool:
     annotation = str(field.annotation)
@@ -44,12 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = field.description or ""
         if _takes_json(field):
             help_text += " (JSON)" if "JSON" not in help_text else ""
-        if name in SWITCHES:
-            parser.add_argument(
-                flag_name(name), dest=name, action="store_const", const=True, help=help_text
-            )
-        else:
-            parser.add_argument(flag_name(name), dest=name, help=help_text)
+        parser.add_argument(flag_name(name), dest=name, help=help_text)
     parser.set_defaults(run=run)
 
 
@@ -107,7 +99,7 @@ def serve(settings: ServerSettings) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        log_config=uvicorn_log_config(settings.log_format),
+        log_config=uvicorn_log_config(),
     )
     server.run()
     return 0

@@ -75,6 +75,12 @@ class HttpSettings(_Group):
     max_upload_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1024, description="largest REST upload (OpenAI: 25 MB)"
     )
+    max_audio_duration_s: float = Field(
+        default=3 * 3600.0,
+        gt=0,
+        description="longest REST upload once decoded, in seconds (a small file can decode to "
+        "hours)",
+    )
     ws_ping_interval_s: float = Field(
         default=20.0, gt=0, description="seconds between websocket pings (and their timeout)"
     )
@@ -95,9 +101,6 @@ class StreamingSettings(_Group):
     )
     resume_grace_s: float = Field(
         default=30.0, ge=0, description="how long a dropped session waits for a resume (0: never)"
-    )
-    log_transcripts: bool = Field(
-        default=False, description="also log the text of finals (debugging only)"
     )
 
 

@@ -137,3 +137,35 @@ def _wait(condition: Any, what: str) -> None:
 
 def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, TIMEOUT_S * 4))
+
+
+def server_process(
+    *flags: str, env: dict[str, str] | None = None, port: int | None = None, capture: bool = True
+) -> tuple[Any, int]:
+    """``streamscribe serve`` as its own process on ``port`` (a free one by default), once
+    ready. With ``capture`` its output is piped (read it with ``communicate()`` after it
+    stops); without, it is dropped."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = port or free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamscribe", "serve", "--port", str(port), *flags],
+        cwd=ROOT,
+        stderr=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    deadline = time.monotonic() + TIMEOUT_S * 2
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return process, port
+        except httpx.HTTPError:
+            time.sleep(0.1)  # polling the readiness probe, not waiting for an event we lack
+    process.kill()
+    raise TimeoutError(f"streamscribe serve did not become ready: {process.communicate()[1]}")

@@ -88,7 +88,13 @@ async function start() {
   const query = { sample_rate: "16000" };
   if ($("#language").value) query.language = $("#language").value;
   if (credential) query.token = credential;
-  session = new StreamSession({ url: wsUrl("/v1/stream"), query, onEvent, onStatus: setStatus });
+  session = new StreamSession({
+    url: wsUrl("/v1/stream"),
+    query,
+    onEvent,
+    onStatus: setStatus,
+    renewToken: credential ? token : null,
+  });
   microphone = new Microphone((chunk) => session.sendAudio(chunk));
   try {
     await microphone.start($("#microphone").value);

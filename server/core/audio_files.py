@@ -18,10 +18,25 @@ class AudioDecodeError(Exception):
     """The input is not audio that FFmpeg can decode."""
 
 
+class AudioTooLong(AudioDecodeError):
+    """The decoded audio passes the length the caller allows."""
+
+    def __init__(self, max_samples: int, sample_rate_hz: int) -> None:
+        self.max_s = max_samples / sample_rate_hz
+        super().__init__(f"the audio is longer than {self.max_s:g} seconds")
+
+
 def decode_pcm16(
-    source: str | Path | BinaryIO, sample_rate_hz: int = STREAM_RATE_HZ
+    source: str | Path | BinaryIO,
+    sample_rate_hz: int = STREAM_RATE_HZ,
+    *,
+    max_samples: int | None = None,
 ) -> npt.NDArray[np.int16]:
-    """Decode the first audio stream, downmixed to mono and resampled to ``sample_rate_hz``."""
+    """Decode the first audio stream, downmixed to mono and resampled to ``sample_rate_hz``.
+
+    ``max_samples`` bounds the decoded length: ``AudioTooLong`` is raised as soon as it is
+    passed, so a small file that decodes to hours (Opus at 6 kbit/s) costs no more memory than
+    the limit."""
     import av
 
     name = str(source) if isinstance(source, str | Path) else "the uploaded file"
@@ -35,9 +50,16 @@ def decode_pcm16(
             raise AudioDecodeError(f"{name} has no audio stream")
         resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate_hz)
         try:
+            decoded = 0
             for frame in container.decode(audio=0):
-                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+                    decoded += len(chunks[-1])
+                if max_samples is not None and decoded > max_samples:
+                    raise AudioTooLong(max_samples, sample_rate_hz)
             chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+            if max_samples is not None and sum(len(chunk) for chunk in chunks) > max_samples:
+                raise AudioTooLong(max_samples, sample_rate_hz)
         except (av.error.FFmpegError, ValueError) as exc:
             raise AudioDecodeError(f"cannot decode {name}: {exc}") from exc
     if not chunks:

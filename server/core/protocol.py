@@ -146,10 +146,12 @@ def session_resumed(session_id: str, last_audio_seq: int, replayed_finals: int) 
     return message
 
 
-def audio_ack(session_id: str, seq: int) -> dict[str, Any]:
-    """Audio messages 1 to ``seq`` are processed: the client may forget them."""
+def audio_ack(session_id: str, seq: int, final_safe_seq: int) -> dict[str, Any]:
+    """Audio messages 1 to ``seq`` are processed; 1 to ``final_safe_seq`` are final-safe: every
+    final that needs them is sent, so the client may forget them. Only those: a server that
+    dies loses what it processed but did not finalize, and the client sends it again."""
     message = _base("input_audio.ack", session_id)
-    message["seq"] = seq
+    message.update(seq=seq, final_safe_seq=final_safe_seq)
     return message
 
 
@@ -159,9 +161,12 @@ def session_updated(session_id: str, options: SessionOptions) -> dict[str, Any]:
     return message
 
 
-def session_closed(session_id: str, reason: str) -> dict[str, Any]:
+def session_closed(session_id: str, reason: str, last_audio_seq: int) -> dict[str, Any]:
+    """The session is over; audio messages 1 to ``last_audio_seq`` were transcribed and their
+    finals sent. After ``server_shutdown`` a client with more to say opens a new session (on
+    any server) and sends the messages after ``last_audio_seq`` there."""
     message = _base("session.closed", session_id)
-    message["reason"] = reason
+    message.update(reason=reason, last_audio_seq=last_audio_seq)
     return message
 
 

@@ -12,8 +12,15 @@ Key file format, one key per line (``streamscribe hash-key`` prints such a line)
     sha256:<64 hex digits>  [name]  [fast] [max_sessions=N]
 
 ``fast`` exempts the key from the audio-rate limit; ``max_sessions`` overrides the per-key
-session limit. A token (``sst_...``) is an HMAC-signed pair of key id and expiry: any server
-holding the same ``token_secret`` accepts it until it expires.
+session limit; ``relay`` marks the key of another StreamScribe whose remote backend relays its
+sessions here: only its requests may ask to be queued as partials (``X-StreamScribe-Priority``).
+
+A token (``sst_...``) is an HMAC-signed key id, expiry and, optionally, the session options it
+was made for: any server holding the same ``token_secret`` accepts it until it expires. A
+token is a browser's credential for the streaming websockets only: it cannot open the REST API,
+``/stats`` or ``/metrics``, and it cannot mint another token (only a key can), so it never
+outlives its expiry. The options it carries are pinned: the session it opens cannot change
+them.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from server.core.errors import Unauthorized, UsageError
+from server.core.errors import InvalidMessage, Unauthorized, UsageError
 
 TOKEN_PREFIX = "sst_"
 
@@ -38,6 +46,7 @@ class KeyInfo:
     key_id: str
     fast: bool = False  # may send audio faster than the audio-rate limit
     max_sessions: int | None = None
+    relay: bool = False  # another StreamScribe relaying sessions: may queue requests as partials
 
 
 def digest(key: str) -> str:
@@ -91,10 +100,12 @@ def parse_key_file(path: Path) -> dict[str, KeyInfo]:
         hashed = fields[0].removeprefix("sha256:").lower()
         if len(hashed) != 64 or any(c not in "0123456789abcdef" for c in hashed):
             raise UsageError(f"{path}:{number}: expected 'sha256:<64 hex digits> [name] ...'")
-        name, fast, max_sessions = hashed[:12], False, None
+        name, fast, relay, max_sessions = hashed[:12], False, False, None
         for field in fields[1:]:
             if field == "fast":
                 fast = True
+            elif field == "relay":
+                relay = True
             elif field.startswith("max_sessions="):
                 value = field.partition("=")[2]
                 if not value.isdigit():
@@ -102,32 +113,45 @@ def parse_key_file(path: Path) -> dict[str, KeyInfo]:
                 max_sessions = int(value)
             else:
                 name = field
-        entries[hashed] = KeyInfo(name, fast=fast, max_sessions=max_sessions)
+        entries[hashed] = KeyInfo(name, fast=fast, max_sessions=max_sessions, relay=relay)
     return entries
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    key_id: str
+    expires_at: int
+    session: dict[str, Any] | None = None  # the session options the token pins
 
 
 class TokenSigner:
     def __init__(self, secret: bytes | None = None) -> None:
         self._secret = secret or secrets.token_bytes(32)
 
-    def issue(self, key_id: str, expires_at: int) -> str:
-        payload = _b64(json.dumps({"k": key_id, "e": expires_at}, separators=(",", ":")).encode())
+    def issue(self, key_id: str, expires_at: int, session: dict[str, Any] | None = None) -> str:
+        claims: dict[str, Any] = {"k": key_id, "e": expires_at}
+        if session:
+            claims["s"] = session
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{TOKEN_PREFIX}{payload}.{_b64(self._sign(payload))}"
 
-    def verify(self, token: str, now: float) -> str:
-        """The token's key id; ``Unauthorized`` if it is forged, garbled or expired."""
+    def verify(self, token: str, now: float) -> TokenClaims:
+        """The token's claims; ``Unauthorized`` if it is forged, garbled or expired."""
         body = token.removeprefix(TOKEN_PREFIX)
         payload, _, signature = body.partition(".")
         try:
             valid = hmac.compare_digest(_unb64(signature), self._sign(payload))
             claims = json.loads(_unb64(payload)) if valid else None
-        except (ValueError, binascii.Error):
+        except (ValueError, binascii.Error, UnicodeError):
             valid, claims = False, None
         if not valid or not isinstance(claims, dict):
             raise Unauthorized("invalid token")
         if not isinstance(claims.get("e"), int) or claims["e"] <= now:
             raise Unauthorized("token expired; ask for a new one", code="token_expired")
-        return str(claims.get("k", ""))
+        session = claims.get("s")
+        return TokenClaims(
+            str(claims.get("k", "")), claims["e"], session if isinstance(session, dict) else None
+        )
 
     def _sign(self, payload: str) -> bytes:
         return hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()
@@ -140,6 +164,19 @@ class Principal:
     key_id: str
     fast: bool = False
     max_sessions: int | None = None
+    relay: bool = False
+    via_token: bool = False
+    pinned: dict[str, Any] | None = None  # session options a token fixed
+
+    def check_pinned(self, changes: dict[str, Any]) -> None:
+        """``InvalidMessage`` if ``changes`` would change an option the token pins."""
+        for key, value in (self.pinned or {}).items():
+            if key in changes and changes[key] != value:
+                raise InvalidMessage(
+                    f"{key} is fixed by the token this session was opened with; ask for a "
+                    "token made for the session you want",
+                    code="invalid_session",
+                )
 
 
 ANONYMOUS = Principal("anonymous")
@@ -154,8 +191,11 @@ class Authenticator:
     def enabled(self) -> bool:
         return self.keys.enabled
 
-    def authenticate(self, credential: str | None, now: float) -> Principal:
-        """A key or a token, as presented. ``Unauthorized`` says what is wrong with it."""
+    def authenticate(
+        self, credential: str | None, now: float, *, accept_tokens: bool = False
+    ) -> Principal:
+        """A key, or with ``accept_tokens`` (the streaming websockets) a browser token, as
+        presented. ``Unauthorized`` says what is wrong with it."""
         if not self.keys.enabled:
             return ANONYMOUS
         if not credential:
@@ -165,16 +205,37 @@ class Authenticator:
                 code="missing_api_key",
             )
         if credential.startswith(TOKEN_PREFIX):
-            key_id = self.signer.verify(credential, now)
-            info = self.keys.by_id(key_id)
-            if info is None:
-                raise Unauthorized("the key this token was issued for is no longer valid")
-        else:
-            found = self.keys.lookup(credential)
-            if found is None:
-                raise Unauthorized("incorrect API key provided")
-            info = found
-        return Principal(info.key_id, fast=info.fast, max_sessions=info.max_sessions)
+            return self._from_token(credential, now, accept_tokens=accept_tokens)
+        found = self.keys.lookup(credential)
+        if found is None:
+            raise Unauthorized("incorrect API key provided")
+        return Principal(
+            found.key_id, fast=found.fast, max_sessions=found.max_sessions, relay=found.relay
+        )
+
+    def _from_token(self, token: str, now: float, *, accept_tokens: bool) -> Principal:
+        if not accept_tokens:
+            raise Unauthorized(
+                "a browser token opens the streaming websockets only; this needs an API key",
+                code="token_not_allowed",
+            )
+        claims = self.signer.verify(token, now)
+        info = self.keys.by_id(claims.key_id)
+        if info is None:
+            raise Unauthorized("the key this token was issued for is no longer valid")
+        return Principal(
+            info.key_id,
+            fast=info.fast,
+            max_sessions=info.max_sessions,
+            via_token=True,
+            pinned=claims.session,
+        )
+
+
+def same_secret(expected: str, presented: str) -> bool:
+    """Constant-time comparison that any presented string survives (``hmac.compare_digest``
+    raises on non-ASCII ``str``; a garbled token is simply wrong)."""
+    return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "replace"))
 
 
 def bearer(header: str | None) -> str | None:

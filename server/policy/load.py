@@ -25,7 +25,7 @@ Levels, and the rules that move between them (checked at every ``level`` call):
 Admission: a new session is refused (``server_overloaded``) while partials are paused, or when
 the final load projected for one more session (today's per-session share times n + 1) passes
 ``max_final_load``. With no final measured yet every session is admitted: the load is unknown,
-not high.
+not high; and with no session open, too: what the window remembers is gone.
 """
 
 from __future__ import annotations
@@ -90,8 +90,10 @@ class LoadMonitor:
         return LoadReport(self._level, self._reason, p95, load, self._finals_queued)
 
     def admit(self, active_sessions: int, now: float) -> None:
-        """Raise ``LimitExceeded`` if one more session would push finals past their budget."""
-        if not self.policy.admission:
+        """Raise ``LimitExceeded`` if one more session would push finals past their budget.
+        A server with no session always admits: the figures of the window are those of
+        sessions that have ended, and the load that exists now is none."""
+        if not self.policy.admission or active_sessions == 0:
             return
         report = self.report(now)
         if report.level is LoadLevel.PARTIALS_PAUSED:

@@ -27,6 +27,7 @@ from server.core.errors import ApiError
 from server.runtime.context import ServerContext
 from server.runtime.scheduler import InferenceScheduler
 from server.settings import ServerSettings
+from server.web.body_limit import BodyLimitMiddleware
 from server.web.http_access import AccessMiddleware
 from server.web.live_session import LiveSessionRegistry
 from server.web.openai_api import build_router
@@ -68,8 +69,9 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
     app.state.live_sessions = registry
     app.include_router(build_router(settings, lambda: backend.multilingual))
     app.include_router(health_router(context, backend, settings.served_model))
-    app.include_router(token_router(context))
+    app.include_router(token_router(context, settings.model_routes))
     app.include_router(page_router())
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes)
     app.add_middleware(AccessMiddleware, context=context)
     if settings.allowed_origins:
         app.add_middleware(

@@ -90,11 +90,14 @@ class ClientReader:
 
     def _receive_audio(self, data: bytes) -> None:
         live = self.live
+        # Numbered before any check: the client counts every binary message it sent, so a
+        # refused one must take its number too, or a resume would send audio twice.
+        live.received.number()
         check_message_size(len(data), self.limits)
         rate = self.session.options.sample_rate
         live.audio_rate.receive(len(data), rate, time.monotonic())
-        live.audio_seq += 1  # numbered even when refused: the client counts what it sent
         live.dispatch(self.session.receive_audio(data))
+        live.received.receive(len(data), rate)
         seconds = len(data) / 2 / rate
         live.metrics.record_audio(seconds)
         live.unacked_s += seconds
@@ -102,9 +105,11 @@ class ClientReader:
             self._ack()
 
     def _ack(self) -> None:
+        """``input_audio.ack``: what is processed, and what is final-safe."""
         live = self.live
         live.unacked_s = 0.0
-        live.send(protocol.audio_ack(live.session_id, live.audio_seq))
+        final_safe = live.received.advance(self.session.final_safe_samples)
+        live.send(protocol.audio_ack(live.session_id, live.received.count, final_safe))
 
     def _end_for_limit(self, exc: LimitExceeded) -> None:
         """A limit ends the stream: the error names it, and what was said still gets its
@@ -124,6 +129,8 @@ class ClientReader:
         message = protocol.parse_client_message(text)
         if isinstance(message, protocol.SessionUpdate):
             check_session_choices(live.context, message.changes)
+            wanted = session.options.updated(message.changes)
+            live.principal.check_pinned(wanted.model_dump(include=set(message.changes)))
             live.dispatch(session.receive_update(message.changes))
             live.send(protocol.session_updated(live.session_id, session.options))
         elif isinstance(message, protocol.Commit):

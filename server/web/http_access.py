@@ -82,7 +82,8 @@ class AccessMiddleware:
             principal = authenticator.authenticate(credential, time.time())
         except Unauthorized as exc:
             self.context.metrics.record_error(exc.code)
-            error = ApiError(401, _openai_message(exc), code="invalid_api_key")
+            code = exc.code if exc.code == "token_not_allowed" else "invalid_api_key"
+            error = ApiError(401, _openai_message(exc), code=code)
             return JSONResponse(
                 error.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )

@@ -26,7 +26,7 @@ async def receive_within_limits(
         return await websocket.receive()
     try:
         return await asyncio.wait_for(websocket.receive(), timeout=min(idle_s, remaining_s))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         if remaining_s <= idle_s:
             raise session_too_long(limits) from None
         raise LimitExceeded(

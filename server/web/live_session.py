@@ -53,6 +53,7 @@ from server.core.events import (
 )
 from server.core.load_report import LoadLevel, LoadReport
 from server.core.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY
+from server.core.received_audio import ReceivedAudio
 from server.core.session import Session
 from server.core.state_machine import StateMachine, TransitionTable
 from server.core.transcription import RequestKind, Segment, TranscribeRequest, Transcription
@@ -121,7 +122,7 @@ class LiveSession:
         self.machine = StateMachine(LIVE_TRANSITIONS, LiveState.NEW, name=self.session_id)
         self.watchers = Watchers(self.session_id, self.settings, self.log)
         self.final_log = FinalLog()
-        self.audio_seq = 0  # binary messages processed
+        self.received = ReceivedAudio()  # binary messages numbered, and which are final-safe
         self.unacked_s = 0.0  # audio seconds since the last input_audio.ack
         self.audio_rate = AudioRateLimit(
             0.0 if principal.fast else context.limits.max_audio_speed,
@@ -233,7 +234,7 @@ class LiveSession:
 
     def _replay(self, link: WebsocketLink, last_final_id: int) -> None:
         missed = self.final_log.after(last_final_id)
-        link.send(protocol.session_resumed(self.session_id, self.audio_seq, len(missed)))
+        link.send(protocol.session_resumed(self.session_id, self.received.count, len(missed)))
         for message in missed:
             link.send(message)
         if self._closed_message is not None:  # it drained while the client was away
@@ -247,18 +248,12 @@ class LiveSession:
         if self._expiry is not None:
             self._expiry.cancel()
         self.scheduler.cancel_session(self.session_id)
-        self.watchers.close_all(
-            self._closed_message or protocol.session_closed(self.session_id, "ended")
-        )
+        self.watchers.close_all(self._closed_message or self._closed("ended"))
         self.registry.remove(self.session_id)
         self.context.sessions.release(self.principal.key_id)
         self.metrics.record_session_closed()
         self.finished.set()
         self.log.info("session %s ended", self.session_id)
-
-    async def watch(self, websocket: WebSocket) -> None:
-        """Serve a read-only viewer until the session ends or the viewer leaves."""
-        await self.watchers.serve(websocket, self.final_log.finals())
 
     def receive_load(self, report: LoadReport) -> None:
         """The server's load level changed: pace partials to it and tell the client, so that
@@ -291,7 +286,7 @@ class LiveSession:
             elif isinstance(event, RequestCancelled):
                 self.scheduler.cancel(self.session_id, event.request_id)
             elif isinstance(event, SessionDrained):
-                self._closed_message = protocol.session_closed(self.session_id, self.close_reason)
+                self._closed_message = self._closed(self.close_reason)
                 self.watchers.broadcast(self._closed_message)
                 self.send(self._closed_message)
                 self.close(CLOSE_NORMAL, "session closed")
@@ -306,6 +301,7 @@ class LiveSession:
             elif isinstance(event, PartialText):
                 self._send_partial(event)
             elif isinstance(event, SessionError):
+                self._stopped_at.pop(event.utterance_id or 0, None)
                 self.metrics.record_error(event.code)
                 message = protocol.event_message(self.session_id, event)
                 if event.utterance_id is not None:
@@ -328,15 +324,15 @@ class LiveSession:
         message = protocol.event_message(self.session_id, event)
         stopped_at = self._stopped_at.pop(event.utterance_id, None)
         self._started_at.pop(event.utterance_id, None)
-        latency_s = time.monotonic() - stopped_at if stopped_at is not None else None
+        # A retried final's wait includes the failure and the client's retry: it is no
+        # measure of the model's latency, and must not steer the load level.
+        latency_s = None
+        if stopped_at is not None and not event.retried:
+            latency_s = time.monotonic() - stopped_at
         if latency_s is not None:
             message["latency_ms"] = round(latency_s * 1000)
             self.context.load.receive_final_latency(latency_s, time.monotonic())
         self.metrics.record_final(event.backend or "unknown", latency_s)
-        if self.settings.log_transcripts:
-            self.log.info(
-                "session %s utterance %s final: %s", self.session_id, event.utterance_id, event.text
-            )
         self.final_log.record(event.utterance_id, message)
         self.watchers.broadcast(message)
         self.send(message)
@@ -380,6 +376,9 @@ class LiveSession:
             self.close(CLOSE_INTERNAL_ERROR, "internal server error")
 
     # ------------------------------------------------------------------ writing
+
+    def _closed(self, reason: str) -> dict[str, Any]:
+        return protocol.session_closed(self.session_id, reason, self.received.count)
 
     def send(self, message: dict[str, Any]) -> None:
         """To the attached client; while detached only the final log keeps anything."""

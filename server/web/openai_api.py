@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.datastructures import UploadFile
 
 from server.core import formats
-from server.core.audio_files import AudioDecodeError, decode_pcm16
+from server.core.audio_files import AudioDecodeError, AudioTooLong, decode_pcm16
 from server.core.errors import ApiError, BackendError
 from server.core.transcription import (
     PRIORITY_HEADER,
@@ -44,6 +44,7 @@ from server.runtime.rest_chunking import (
 )
 from server.runtime.scheduler import InferenceScheduler
 from server.settings import ServerSettings
+from server.web.body_limit import body_too_large
 from server.web.openapi_docs import TRANSCRIPTION_RESPONSES, errors
 
 MIN_AUDIO_S = 0.1
@@ -142,10 +143,6 @@ class _Job:
 async def _handle(
     request: Request, settings: ServerSettings, task: str, multilingual: Any
 ) -> Response:
-    limit = settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise _too_large(limit)
     form = await request.form(max_files=1, max_fields=50)
     try:
         job = await _parse(form, settings, task, multilingual)
@@ -159,10 +156,18 @@ async def _handle(
             param="file",
             code="audio_too_short",
         )
-    partial = request.headers.get(PRIORITY_HEADER, "").lower() == "partial"
+    partial = request.headers.get(PRIORITY_HEADER, "").lower() == "partial" and _relays(request)
     if job.chunking is None and duration_s > AUTO_CHUNK_S and not partial:
         job.chunking = AUTO
     return await _answer(request.app.state.scheduler, job, duration_s, partial=partial)
+
+
+def _relays(request: Request) -> bool:
+    """Whether the caller may queue its request as a partial: a key marked ``relay`` (another
+    StreamScribe's remote backend), or anyone on an open server. Others would skip the chunking
+    of long files and the finals' turns."""
+    principal = getattr(request.state, "principal", None)  # set when keys are configured
+    return principal is None or bool(principal.relay)
 
 
 async def _parse(form: Any, settings: ServerSettings, task: str, multilingual: Any) -> _Job:
@@ -170,7 +175,7 @@ async def _parse(form: Any, settings: ServerSettings, task: str, multilingual: A
     if not isinstance(upload, UploadFile):
         raise ApiError(400, "you must provide a file", param="file")
     if upload.size is not None and upload.size > settings.max_upload_bytes:
-        raise _too_large(settings.max_upload_bytes)
+        raise body_too_large(settings.max_upload_bytes)
     model = _text(form, "model")
     if not model:
         raise ApiError(400, "you must provide a model parameter", param="model")
@@ -204,7 +209,7 @@ async def _parse(form: Any, settings: ServerSettings, task: str, multilingual: A
             param="model",
         )
     chunking = parse_chunking(form)
-    samples = await asyncio.to_thread(_decode_upload, upload)
+    samples = await asyncio.to_thread(_decode_upload, upload, settings.max_audio_duration_s)
     return _Job(
         task, options, response_format, granularities, with_logprobs, stream, chunking, samples
     )
@@ -245,15 +250,6 @@ async def _answer(
 def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(
         events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(
-        413,
-        f"Maximum content size limit ({limit} bytes) exceeded (max_upload_bytes).",
-        param="file",
-        code="file_too_large",
     )
 
 
@@ -332,10 +328,20 @@ def _wants_logprobs(form: Any, response_format: str) -> bool:
     return bool(include)
 
 
-def _decode_upload(upload: UploadFile) -> np.ndarray:
+def _decode_upload(upload: UploadFile, max_duration_s: float) -> np.ndarray:
     upload.file.seek(0)
     try:
-        pcm = decode_pcm16(upload.file, STREAM_RATE_HZ)
+        pcm = decode_pcm16(
+            upload.file, STREAM_RATE_HZ, max_samples=int(max_duration_s * STREAM_RATE_HZ)
+        )
+    except AudioTooLong as exc:
+        raise ApiError(
+            400,
+            f"Audio file is longer than {exc.max_s:g} seconds, the most this server accepts "
+            "(max_audio_duration_s).",
+            param="file",
+            code="audio_too_long",
+        ) from None
     except AudioDecodeError:
         raise ApiError(
             400,

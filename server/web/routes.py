@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from server.backends.base import AnyTranscriber, HasCircuitBreaker
-from server.core.errors import ApiError
+from server.core.errors import ApiError, InvalidMessage
+from server.core.openai_session import (
+    openai_id,
+    options_from_transcription_session,
+    transcription_session_view,
+)
+from server.core.options import parse_options
 from server.runtime.context import ServerContext
 from server.runtime.metrics import CONTENT_TYPE
 from server.web.openapi_docs import errors
@@ -65,23 +72,49 @@ def health_router(context: ServerContext, backend: AnyTranscriber, served_model:
     return router
 
 
-def token_router(context: ServerContext) -> APIRouter:
+def token_router(context: ServerContext, model_names: Collection[str]) -> APIRouter:
     router = APIRouter(tags=["auth"])
 
     @router.post("/v1/realtime/client_secrets", responses=errors(400, 401))
     async def client_secrets(request: Request) -> dict[str, Any]:
         """A short-lived token for a browser, which cannot set headers on a websocket:
-        connect to ``/v1/stream?token=...``. Needs an API key itself."""
-        ttl_s = context.auth.token_ttl_s
-        if await request.body():
-            ttl_s = requested_ttl(await _json(request), ttl_s)
+        connect to ``/v1/stream?token=...``. Needs an API key itself (a token cannot mint
+        another). In OpenAI's shape: ``{"expires_after": {...}, "session": {...}}`` in, the
+        token as ``value``, its ``expires_at`` and the ``session`` it pins out."""
+        body = await _json(request) if await request.body() else {}
+        ttl_s = requested_ttl(body, context.auth.token_ttl_s)
+        pinned, model = _requested_session(body, model_names)
         principal = getattr(request.state, "principal", None)  # set by AccessMiddleware
         key_id = principal.key_id if principal is not None else "anonymous"
         expires_at = int(time.time()) + ttl_s
-        token = context.authenticator.signer.issue(key_id, expires_at)
-        return {"value": token, "expires_at": expires_at}
+        token = context.authenticator.signer.issue(key_id, expires_at, pinned)
+        session = transcription_session_view(
+            openai_id("sess"),
+            parse_options(pinned),
+            model or context.served_models[0],
+            expires_at=expires_at,
+        )
+        return {"value": token, "expires_at": expires_at, "session": session}
 
     return router
+
+
+def _requested_session(
+    body: Any, model_names: Collection[str]
+) -> tuple[dict[str, Any], str | None]:
+    session = body.get("session") if isinstance(body, dict) else None
+    try:
+        pinned, model = options_from_transcription_session(session)
+    except InvalidMessage as exc:
+        raise ApiError(400, exc.message, param="session") from None
+    if model is not None and model not in model_names:
+        raise ApiError(
+            400,
+            f"model {model!r} is not served here; available: {', '.join(sorted(model_names))}",
+            param="session.audio.input.transcription.model",
+            code="model_not_found",
+        )
+    return pinned, model
 
 
 def page_router() -> APIRouter:

@@ -10,7 +10,6 @@ again later) for capacity: the session limits, and the server's measured load
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,7 @@ from server.core import protocol
 from server.core.errors import InvalidMessage, LimitExceeded, PeerError, Unauthorized
 from server.core.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER
 from server.core.session import Session, default_detector
-from server.policy.auth import Principal, bearer
+from server.policy.auth import Principal, bearer, same_secret
 from server.web.live_session import LiveSession, LiveSessionRegistry
 from server.web.session_choices import check_session_choices
 from server.web.ws_link import refuse
@@ -62,7 +61,7 @@ def _authenticate(websocket: WebSocket, context: ServerContext) -> Principal:
     credential = bearer(websocket.headers.get("authorization")) or websocket.query_params.get(
         "token"
     )
-    return context.authenticator.authenticate(credential, time.time())
+    return context.authenticator.authenticate(credential, time.time(), accept_tokens=True)
 
 
 def _check_origin(websocket: WebSocket, context: ServerContext) -> None:
@@ -85,6 +84,9 @@ def _new_session(
     }
     params.setdefault("vad", context.streaming.default_vad)
     options = protocol.options_from_query(params)
+    principal.check_pinned(options.model_dump(include=set(params)))
+    if principal.pinned:
+        options = options.updated(principal.pinned)
     check_session_choices(context, options.model_dump(include={"model", "partial_backend"}))
     session = Session(protocol.new_session_id(), options, detector_factory=default_detector)
     context.load.admit(context.sessions.total, time.monotonic())
@@ -100,7 +102,7 @@ def _find_resumable(
     token = params.get("resume_token", "")
     if (
         live is None
-        or not hmac.compare_digest(live.resume_token, token)
+        or not same_secret(live.resume_token, token)
         or live.principal.key_id != principal.key_id
     ):
         raise Unauthorized(
@@ -123,12 +125,12 @@ async def handle_watch(
     live = registry.get(session_id)
     token = websocket.query_params.get("watch_token", "")
     try:
-        if live is None or not hmac.compare_digest(live.watch_token, token):
+        if live is None or not same_secret(live.watch_token, token):
             raise Unauthorized(
                 "no running session with that id and watch token (it may have ended)",
                 code="watch_failed",
             )
-        await live.watch(websocket)
+        await live.watchers.serve(websocket, live.final_log.finals())
     except PeerError as exc:
         context.metrics.record_error(exc.code)
         close = CLOSE_TRY_AGAIN_LATER if isinstance(exc, LimitExceeded) else CLOSE_POLICY

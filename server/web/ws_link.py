@@ -65,7 +65,7 @@ class WebsocketLink:
                 break
             try:
                 await asyncio.wait_for(self.websocket.send_text(json.dumps(item)), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.log.warning("send timed out; disconnecting")
                 item = _CloseRequest(CLOSE_POLICY, "client is not reading its events")
                 self.close_code = item.code

@@ -69,8 +69,14 @@ class ProxyThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(TIMEOUT_S)
 
-    def cut_after(self, seconds: float) -> None:
-        self.loop.call_soon_threadsafe(self.loop.call_later, seconds, self.proxy.cut)
+    def cut_after_audio(self, seconds: float) -> None:
+        """Cut ``seconds`` after the client's websocket connects: with a real-time source that
+        is that far into the audio, and never before the client has connected."""
+
+        async def arm() -> None:
+            self.proxy.cut_after_websocket(seconds)
+
+        asyncio.run_coroutine_threadsafe(arm(), self.loop).result(TIMEOUT_S)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -89,7 +95,7 @@ def test_mic_client_survives_a_dropped_connection_and_writes_valid_captions(spee
     with fake_server() as target:
         proxied = ProxyThread(target.port)
         with proxied as proxy:
-            proxied.cut_after(2.4)  # inside the second utterance
+            proxied.cut_after_audio(2.4)  # inside the second utterance
             cut = streamscribe(
                 "mic", "--source-file", str(speech_file), "--url", proxy.ws_url,
                 "--output", str(tmp_path / "cut.srt"),

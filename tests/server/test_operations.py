@@ -4,12 +4,13 @@ SIGTERM of a real server process, and the key tooling."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -21,8 +22,8 @@ from server.backends.fake import ScriptedTranscriber
 from server.core.errors import Unauthorized, UsageError
 from server.policy.auth import KeyStore, TokenSigner, key_line, parse_key_file
 from server.web.app import create_app
-from tests.audio import bursts, pcm16
-from tests.support import ROOT, TIMEOUT_S, fake_settings, free_port, run, running_server
+from tests.audio import bursts, pcm16, wav_bytes
+from tests.support import ROOT, TIMEOUT_S, fake_settings, run, running_server, server_process
 
 SPEECH = pcm16(bursts(300, 1500, 900, 1200, 900))
 
@@ -74,25 +75,7 @@ def test_metrics_match_what_the_client_saw():
 
 
 def start_server(*flags: str, env: dict | None = None) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    command = [sys.executable, "-m", "streamscribe", "serve", "--backend", "fake"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port), *flags],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                return process, port
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise TimeoutError(process.communicate()[1])
+    return server_process("--backend", "fake", *flags, env=env)
 
 
 def test_sigterm_drains_sessions_mid_utterance_then_exits_with_json_logs():
@@ -139,16 +122,94 @@ def test_sigterm_drains_sessions_mid_utterance_then_exits_with_json_logs():
     assert key not in stderr and "spoken before shutdown" not in stderr
 
 
-def test_transcripts_are_logged_only_when_asked():
+@pytest.mark.parametrize("flags", [(), ("--log-level", "debug", "--log-format", "json")])
+def test_no_credential_prompt_or_transcript_reaches_the_output(flags):
+    """Every credential in every place a client may put it, prompts everywhere they go, and
+    finals with text: none of it appears in the server's output, at any log level."""
+    key = "sk-ss-logtest-KEYSECRET"
+    secrets = {
+        "key": key,
+        "wrong key": "sk-ss-wrong-WRONGSECRET",
+        "query prompt": "QUERYPROMPTSECRET",
+        "update prompt": "UPDATEPROMPTSECRET",
+        "rest prompt": "RESTPROMPTSECRET",
+        "token prompt": "TOKENPROMPTSECRET",
+        "transcript": "TRANSCRIPTSECRET",
+    }
     process, port = start_server(
-        "--log-transcripts", env={"STREAMSCRIBE_FAKE_SCRIPT": '["logged words"]'}
+        *flags,
+        env={
+            "STREAMSCRIBE_API_KEYS": key,
+            "STREAMSCRIBE_FAKE_SCRIPT": json.dumps([f"{secrets['transcript']} said"]),
+        },
     )
+    http = f"http://127.0.0.1:{port}"
     try:
-        run(stream_pcm(f"ws://127.0.0.1:{port}/v1/stream", SPEECH[:48_000], speed=None))
+        secrets.update(run(use_every_credential(http, key, secrets)))
     finally:
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=TIMEOUT_S)
-    assert "logged words" in stderr
+        stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+    output = stdout + stderr
+    assert "[redacted]" in output  # the lines are there, their values are not
+    leaked = {name for name, secret in secrets.items() if secret in output}
+    assert not leaked, f"{leaked} in the server's output"
+
+
+async def use_every_credential(http: str, key: str, secrets: dict[str, str]) -> dict[str, str]:
+    """Use the server as clients do; returns the credentials it handed out."""
+    ws = http.replace("http://", "ws://")
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=http) as client:
+        await client.get("/v1/models", headers=auth)
+        await client.get(f"/v1/models?api_key={key}")  # a key in the query: refused, not logged
+        await client.get("/v1/models", headers={"Authorization": f"Bearer {secrets['wrong key']}"})
+        await client.post(
+            "/v1/audio/transcriptions",
+            headers=auth,
+            files={"file": ("a.wav", wav_bytes(SPEECH))},
+            data={"model": "whisper-1", "prompt": secrets["rest prompt"]},
+        )
+        pinning = await client.post(
+            "/v1/realtime/client_secrets",
+            headers=auth,
+            json={
+                "session": {
+                    "type": "transcription",
+                    "audio": {"input": {"transcription": {"prompt": secrets["token prompt"]}}},
+                }
+            },
+        )
+        minted = await client.post("/v1/realtime/client_secrets", headers=auth)
+    pinned_token, token = pinning.json()["value"], minted.json()["value"]
+    async with websockets.connect(f"{ws}/v1/stream?{urlencode({'token': pinned_token})}") as pinned:
+        await pinned.recv()
+    query = urlencode({"token": token, "prompt": secrets["query prompt"]})
+    async with websockets.connect(f"{ws}/v1/stream?{query}") as websocket:
+        created = json.loads(await websocket.recv())
+        update = {"type": "session.update", "session": {"prompt": secrets["update prompt"]}}
+        await websocket.send(json.dumps(update))
+        await websocket.recv()  # session.updated
+        websocket.transport.abort()  # a dropped connection: the session waits for a resume
+    session_id = created["session_id"]
+    watch = urlencode({"watch_token": created["watch_token"]})
+    with contextlib.suppress(websockets.InvalidStatus, websockets.ConnectionClosed):
+        async with websockets.connect(f"{ws}/v1/watch/{session_id}?{watch}") as viewer:
+            await viewer.recv()
+    resume = urlencode(
+        {"session_id": session_id, "resume_token": created["resume_token"], "last_final_id": 0}
+    )
+    async with websockets.connect(f"{ws}/v1/stream?{resume}&token={key}") as websocket:
+        await websocket.recv()
+        await websocket.send(SPEECH)
+        await websocket.send(json.dumps({"type": "session.close"}))
+        async for _ in websocket:
+            pass
+    return {
+        "browser token": token,
+        "pinning token": pinned_token,
+        "resume token": created["resume_token"],
+        "watch token": created["watch_token"],
+    }
 
 
 def test_hash_key_prints_a_line_the_key_file_accepts(tmp_path):
@@ -179,7 +240,7 @@ def test_key_file_errors_name_the_line(tmp_path):
 def test_tokens_cannot_be_forged_or_reused_after_expiry():
     signer = TokenSigner(b"secret")
     token = signer.issue("alice", expires_at=1000)
-    assert signer.verify(token, now=999) == "alice"
+    assert signer.verify(token, now=999).key_id == "alice"
     with pytest.raises(Unauthorized, match="expired"):
         signer.verify(token, now=1000)
     payload, _, signature = token.partition(".")

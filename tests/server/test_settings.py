@@ -56,7 +56,6 @@ def test_flags_reach_settings_of_every_kind():
         "https://a.example, https://b.example",
         "--admission",
         "false",
-        "--log-transcripts",
         "--breaker-cooldown-s",
         "2.5",
     )
@@ -64,7 +63,6 @@ def test_flags_reach_settings_of_every_kind():
     assert settings.model_routes["mine"] == "primary"
     assert settings.allowed_origins == ["https://a.example", "https://b.example"]
     assert settings.admission is False
-    assert settings.log_transcripts is True
     assert settings.remote.breaker_cooldown_s == 2.5
 
 

@@ -43,6 +43,10 @@ class FinalsInOrder:
     def get(self, utterance_id: int) -> Utterance | None:
         return self._utterances.get(utterance_id)
 
+    def oldest_start_samples(self) -> int | None:
+        """Where the oldest utterance still without its final starts (``None``: there is none)."""
+        return next(iter(self._utterances.values())).start_samples if self._utterances else None
+
     def issue_requests(self) -> list[Event]:
         """Request the final of the first unfinished utterance if it wants one and has none."""
         for utterance in self._utterances.values():

@@ -69,6 +69,7 @@ from server.core.transcription import (
 )
 from server.core.units import samples_to_ms
 from vad.detectors import SpeechDetector, make_detector
+from vad.errors import DetectorUnavailable
 from vad.segmenter import SegmentEvent, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 
 DetectorFactory = Callable[[SessionOptions], SpeechDetector]
@@ -113,7 +114,7 @@ class Session:
         self._finals = FinalsInOrder(
             self.prompt, self.thresholds, self._failed, self._requests.final
         )
-        self._path = AudioPath(self.options, detector_factory(self.options))
+        self._path = AudioPath(self.options, self._detector(self.options))
 
     # ------------------------------------------------------------------ inputs
 
@@ -145,7 +146,7 @@ class Session:
         self.options = self._requests.options = new_options
         self._pacer.interval_ms = new_options.partial_interval_ms
         if not self._audio_started:
-            self._path = AudioPath(new_options, self._detector_factory(new_options))
+            self._path = AudioPath(new_options, self._detector(new_options))
         else:
             self._path.segmenter.update_options(new_options.segmenter_options())
         return []
@@ -234,11 +235,32 @@ class Session:
         return len(self._finals)
 
     @property
+    def final_safe_samples(self) -> int:
+        """Stream position before which every final is sent: the start of the oldest utterance
+        still without its final, or, with none, the earliest point a coming utterance could
+        start at (its pre-roll). Failed finals do not hold it back: their error was sent."""
+        if self.closed:
+            return self.position_samples
+        pending = self._finals.oldest_start_samples()
+        if pending is not None:
+            return pending
+        return self._earliest_needed_samples()
+
+    @property
     def buffered_samples(self) -> int:
         """Samples held for requests still to come; bounded however long the stream runs."""
         return self._audio.length
 
     # ------------------------------------------------------------------ audio and speech
+
+    def _detector(self, options: SessionOptions) -> SpeechDetector:
+        try:
+            return self._detector_factory(options)
+        except DetectorUnavailable as exc:
+            raise InvalidMessage(
+                f"vad {options.vad!r} is not available on this server ({exc}); choose another vad",
+                code="invalid_session",
+            ) from exc
 
     def _receive_frames(self, frames: list[Samples]) -> list[Event]:
         events: list[Event] = []

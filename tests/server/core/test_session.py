@@ -17,6 +17,8 @@ from server.core.events import (
     UtteranceStarted,
     UtteranceStopped,
 )
+from server.core.options import SessionOptions
+from server.core.session import Session
 from server.core.transcription import RequestKind, Segment, TranscribeRequest, Transcription
 from tests.audio import bursts, pcm16
 from tests.server.session_driver import Driver, energy_session
@@ -423,3 +425,14 @@ def test_a_long_stream_holds_a_bounded_audio_buffer():
     first, last = held_ms[: len(held_ms) // 12], held_ms[-len(held_ms) // 12 :]
     assert max(last) <= max(first) + 100  # the twelfth cycle holds no more than the first
     assert len(driver.of_type(FinalText)) >= 12 * 5
+
+
+def test_a_vad_this_server_cannot_run_is_a_clear_session_error():
+    from vad.errors import DetectorUnavailable
+
+    def unavailable(options):
+        raise DetectorUnavailable("onnxruntime is not installed")
+
+    with pytest.raises(InvalidMessage, match="vad 'silero' is not available") as caught:
+        Session("s", SessionOptions(vad="silero"), detector_factory=unavailable)
+    assert caught.value.code == "invalid_session"

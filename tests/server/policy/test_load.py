@@ -80,6 +80,16 @@ def test_paused_partials_refuse_new_sessions_naming_the_budget():
     assert refused.value.limit == "final_latency_budget_ms"
 
 
+def test_a_server_with_no_session_admits_whatever_the_window_remembers():
+    """One long session ended with slow finals: the next session is the only one, and is
+    served at once (the window's figures are of sessions that are gone)."""
+    monitor = monitor_with_latencies(2.8, 2.9, 3.0)
+    assert monitor.report(1.0).level is LoadLevel.PARTIALS_PAUSED
+    monitor.admit(active_sessions=0, now=1.0)
+    with pytest.raises(LimitExceeded):
+        monitor.admit(active_sessions=1, now=1.0)
+
+
 def test_admission_projects_the_finals_load_of_one_more_session():
     monitor = LoadMonitor(POLICY, workers=2)
     # 30 s of window, 2 workers: 60 worker-seconds. Finals took 42 s: load 0.7.

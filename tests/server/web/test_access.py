@@ -213,6 +213,11 @@ def test_a_message_over_the_size_limit_is_refused_and_the_session_goes_on():
         error, events = run(scenario())
     assert error["code"] == "message_too_large" and "max_message_bytes (4000)" in error["message"]
     assert [e["text"] for e in events if e["type"] == "transcript.final"] == ["hello world"]
+    # The refused message has its number too: the client counted it, and a resume must not
+    # send audio twice.
+    binary_messages = 1 + len(range(0, len(SPEECH), 3200))
+    acks = [e["seq"] for e in events if e["type"] == "input_audio.ack"]
+    assert acks[-1] == binary_messages
 
 
 def test_audio_faster_than_the_rate_limit_is_refused_unless_the_key_is_fast(tmp_path):
