@@ -39,8 +39,10 @@ def test_the_page_streams_16k_audio_from_firefox():
                     "document.querySelector('#status').dataset.state === 'live'", TIMEOUT_S
                 )
                 before, started = audio_seconds(server.http_url), time.monotonic()
-                await asyncio.sleep(4)
-                received = audio_seconds(server.http_url) - before
+                received = 0.0
+                while received < 3.0 and time.monotonic() - started < TIMEOUT_S:
+                    await asyncio.sleep(0.1)  # polling the server's counter for 3 s of audio
+                    received = audio_seconds(server.http_url) - before
                 elapsed = time.monotonic() - started
                 await browser.click("#stop")
                 await browser.wait_for(
@@ -52,5 +54,7 @@ def test_the_page_streams_16k_audio_from_firefox():
         received, elapsed, status, errors = asyncio.run(scenario())
     assert not errors, errors
     assert status == "Session closed"
-    # 100 ms messages arrive steadily; the window's edges cost at most a message or two.
-    assert abs(received - elapsed) <= 0.5, (received, elapsed)
+    # Audio arrives at real-time pace: 16 kHz labelled as such, neither 48 kHz sent as 16 kHz
+    # (three times too fast) nor the reverse. The window's edges and a loaded machine cost a
+    # few messages, hence the margin.
+    assert 0.75 <= received / elapsed <= 1.25, (received, elapsed)
