@@ -17,7 +17,10 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import NoDecode
 
 from server.core.errors import StreamScribeError
-from server.settings import ServerSettings
+from server.settings import GROUPS, ServerSettings
+
+# Settings of the server as a whole, outside any group.
+TOP_LEVEL = ("backend", "fake_script", "model_aliases", "config_file")
 
 
 def is_secret(field: FieldInfo) -> bool:
@@ -26,10 +29,11 @@ def is_secret(field: FieldInfo) -> bool:
 
 
 def flag_fields() -> dict[str, FieldInfo]:
-    """The settings that are flags, by field name."""
-    return {
-        name: field for name, field in ServerSettings.model_fields.items() if not is_secret(field)
-    }
+    """The settings that are flags, by field name: the server's own first, then each group in
+    the order ``GROUPS`` lists them (address and port before the rest)."""
+    names = [*TOP_LEVEL, *(name for group in GROUPS for name in group.model_fields)]
+    fields = ServerSettings.model_fields
+    return {name: fields[name] for name in names if not is_secret(fields[name])}
 
 
 def flag_name(name: str) -> str:

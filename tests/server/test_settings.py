@@ -9,7 +9,7 @@ from server import cli
 from server.settings import GROUPS, ServerSettings
 from streamscribe.cli import build_parser
 
-TOP_LEVEL = {"backend", "fake_script", "model_aliases", "config_file"}
+TOP_LEVEL = set(cli.TOP_LEVEL)
 
 
 def parse(*flags: str) -> ServerSettings:
