@@ -13,10 +13,15 @@ Rules (positions are sample counts at 16 kHz from the start of the stream):
     SPEAKING  voiced          paused                                      SpeechResumed
     SPEAKING  unvoiced        trailing silence >= end padding             SpeechPaused(end)
     SPEAKING  unvoiced        trailing silence >= silence duration        -> IDLE, SpeechEnded(end)
+                              (unless ``end_on_silence`` is off: then
+                              only a commit or the max duration ends it)
     SPEAKING  any             utterance length >= max duration            SpeechEnded(cut) and
                                                                           SpeechStarted(cut) at the
                                                                           quietest recent frame
     any       force_end()     SPEAKING, or IDLE with a candidate          -> IDLE, SpeechEnded(now)
+    any       clear()                                                     -> IDLE, nothing emitted:
+                                                                          the audio so far is
+                                                                          dropped
 
 ``end`` is the last voiced frame's end plus the end padding, so trailing consonants stay in the
 utterance. Utterances never overlap: each starts at or after the previous one's end, so no word
@@ -56,6 +61,8 @@ class SegmenterOptions:
     max_utterance_duration_ms: int = 15_000
     end_padding_ms: int = 200
     cut_search_ms: int = 3_000
+    # Off for clients that decide turns themselves (OpenAI's ``turn_detection: null``).
+    end_on_silence: bool = True
 
     def samples(self, milliseconds: int) -> int:
         return milliseconds * STREAM_RATE_HZ // 1000
@@ -152,6 +159,11 @@ class Segmenter:
         self._become_idle(end)
         return events
 
+    def clear(self) -> None:
+        """Forget the utterance in progress (and any candidate): the client discarded its
+        audio. Nothing later may start before this point."""
+        self._become_idle(self.position_samples)
+
     def _remember(self, frame_start: int, rms: float, voiced: bool) -> None:
         self._recent.append((frame_start, rms, voiced))
         horizon = self.options.samples(self.options.cut_search_ms)
@@ -200,7 +212,7 @@ class Segmenter:
             trailing = frame_end - self._last_voiced_end
             end_padding = min(options.end_padding_ms, options.silence_duration_ms)
             end = self._last_voiced_end + options.samples(end_padding)
-            if trailing >= options.samples(options.silence_duration_ms):
+            if options.end_on_silence and trailing >= options.samples(options.silence_duration_ms):
                 events.append(SpeechEnded(end, "silence"))
                 self._become_idle(end)
                 return events

@@ -42,10 +42,11 @@ class PeerError(StreamScribeError):
 
     code = "invalid_request"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.param = param  # the field at fault, where the wire names it (OpenAI's ``param``)
 
     @property
     def message(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.core.transcription import TranscribeRequest, Usage
+from server.core.transcription import TranscribeRequest, Usage, Word
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,14 @@ class FinalText:
     usage: Usage | None = None
     failover_reason: str | None = None  # why the primary backend did not answer
     retried: bool = False  # answered after the client asked to retry a failed utterance
+    words: tuple[Word, ...] = ()  # with ``word_timestamps``: the model's words, times, odds
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceCleared:
+    """The client discarded the utterance in progress: it gets no final."""
+
+    utterance_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,7 @@ class SessionDrained:
 Event = (
     UtteranceStarted
     | UtteranceStopped
+    | UtteranceCleared
     | PartialText
     | FinalText
     | RequestCancelled

@@ -34,6 +34,14 @@ class SessionOptions(BaseModel):
     silence_duration_ms: int = Field(default=500, ge=100, le=10_000)
     min_speech_duration_ms: int = Field(default=250, ge=0, le=5000)
     max_utterance_duration_ms: int = Field(default=15_000, ge=2000, le=28_000)
+    turn_detection: Literal["vad", "manual"] = Field(
+        default="vad",
+        description="vad: silence ends an utterance; manual: only a commit (or "
+        "max_utterance_duration_ms) does",
+    )
+    word_timestamps: bool = Field(
+        default=False, description="finals carry their words with times and probabilities"
+    )
     partials: bool = True
     partial_backend: Literal["auto", "remote", "local"] = Field(
         default="auto",
@@ -59,6 +67,7 @@ class SessionOptions(BaseModel):
             silence_duration_ms=self.silence_duration_ms,
             min_speech_duration_ms=self.min_speech_duration_ms,
             max_utterance_duration_ms=self.max_utterance_duration_ms,
+            end_on_silence=self.turn_detection == "vad",
         )
 
     def updated(self, changes: dict[str, Any]) -> SessionOptions:

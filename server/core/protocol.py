@@ -29,6 +29,7 @@ CLOSE_NORMAL = 1000  # the session ended as it should
 CLOSE_GOING_AWAY = 1001  # resumed on another connection, or the client left
 CLOSE_POLICY = 1008  # refused: credentials, limits, a client that does not read
 CLOSE_INTERNAL_ERROR = 1011  # a bug on our side
+CLOSE_SERVICE_RESTART = 1012  # the server is restarting: reconnect (OpenAI's Realtime drains)
 CLOSE_TRY_AGAIN_LATER = 1013  # overloaded or shutting down: try again later
 
 PROTOCOL_VERSION = 1

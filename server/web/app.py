@@ -2,6 +2,7 @@
 context from the settings, and mounts each protocol adapter and route module:
 
     /v1/stream, /v1/watch/{id}       StreamScribe's own streaming protocol (stream_endpoint)
+    /v1/realtime                     OpenAI's Realtime transcription protocol (realtime_endpoint)
     /v1/audio/*, /v1/models          OpenAI's audio REST API (openai_api)
     /healthz /readyz /stats /metrics health and operations (routes)
     /v1/realtime/client_secrets      browser tokens (routes)
@@ -31,6 +32,7 @@ from server.web.body_limit import BodyLimitMiddleware
 from server.web.http_access import AccessMiddleware
 from server.web.live_session import LiveSessionRegistry
 from server.web.openai_api import build_router
+from server.web.realtime_endpoint import handle_realtime
 from server.web.registry import LiveSessions
 from server.web.routes import WEB_DIR, health_router, page_router, token_router
 from server.web.stream_endpoint import handle_stream, handle_watch
@@ -85,6 +87,10 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
         await handle_stream(websocket, context, registry)
+
+    @app.websocket("/v1/realtime")
+    async def realtime(websocket: WebSocket) -> None:
+        await handle_realtime(websocket, context, registry, settings.model_routes)
 
     @app.websocket("/v1/watch/{session_id}")
     async def watch_stream(websocket: WebSocket, session_id: str) -> None:

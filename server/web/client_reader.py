@@ -72,21 +72,24 @@ class ClientReader:
             if message.get("bytes") is not None:
                 self._receive_audio(message["bytes"])
             elif message.get("text") is not None:
-                check_message_size(len(message["text"]), self.limits)
+                self._check_text_size(len(message["text"]))
                 self._receive_text(message["text"])
         except LimitExceeded as exc:
             if exc.code == "message_too_large":
-                live.send(protocol.error(live.session_id, exc.code, exc.message))
+                live.send(live.wire.error(exc.code, exc.message))
             else:
                 self._end_for_limit(exc)
         except PeerError as exc:
-            live.send(protocol.error(live.session_id, exc.code, exc.message))
+            live.send(live.wire.error(exc.code, exc.message, param=exc.param))
         except Exception:
             live.log.exception("session %s: internal error", live.session_id)
-            live.send(protocol.error(live.session_id, "internal_error", "internal server error"))
+            live.send(live.wire.error("internal_error", "internal server error"))
             live.close(CLOSE_INTERNAL_ERROR, "internal server error")
             return False
         return True
+
+    def _check_text_size(self, size: int) -> None:
+        check_message_size(size, self.limits)
 
     def _receive_audio(self, data: bytes) -> None:
         live = self.live
@@ -116,7 +119,7 @@ class ClientReader:
         finals before ``session.closed`` (audio-rate abuse is closed at once)."""
         live = self.live
         live.log.info("session %s: %s", live.session_id, exc.message)
-        live.send(protocol.error(live.session_id, exc.code, exc.message))
+        live.send(live.wire.error(exc.code, exc.message))
         if exc.code == "audio_rate_exceeded":
             live.close(CLOSE_POLICY, exc.message)
             return

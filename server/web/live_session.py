@@ -48,6 +48,7 @@ from server.core.events import (
     RequestCancelled,
     SessionDrained,
     SessionError,
+    UtteranceCleared,
     UtteranceStarted,
     UtteranceStopped,
 )
@@ -57,6 +58,7 @@ from server.core.received_audio import ReceivedAudio
 from server.core.session import Session
 from server.core.state_machine import StateMachine, TransitionTable
 from server.core.transcription import RequestKind, Segment, TranscribeRequest, Transcription
+from server.core.wire import ClientEvent, StreamWire, Wire
 from server.policy.auth import Principal
 from server.policy.limits import AudioRateLimit
 from server.policy.resume_log import FinalLog
@@ -100,14 +102,19 @@ LiveSessionRegistry = LiveSessions["LiveSession"]
 
 
 class LiveSession:
+    reader_type: type[ClientReader] = ClientReader  # an adapter's session reads its own events
+
     def __init__(
         self,
         context: ServerContext,
         registry: LiveSessionRegistry,
         session: Session,
         principal: Principal,
+        wire: Wire | None = None,
     ) -> None:
         self.context = context
+        # What the client is told, in its protocol (ours unless an adapter says otherwise).
+        self.wire: Wire = wire or StreamWire(session.session_id, context.served_models[0])
         self.registry = registry
         self.session = session
         self.session_id = session.session_id
@@ -132,7 +139,8 @@ class LiveSession:
         self._link: WebsocketLink | None = None
         self._expiry: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self.resumable = True  # False once the server or the client closed on purpose
+        # False once the server or the client closed on purpose, or the protocol cannot resume.
+        self.resumable = self.wire.resumable
         self.close_reason = "client_closed"
         self._closed_message: dict[str, Any] | None = None
         self._stopped_at: dict[int, float] = {}
@@ -180,23 +188,20 @@ class LiveSession:
         )
         self._link = link
         if last_final_id is None:
-            link.send(
-                protocol.session_created(
-                    self.session_id,
-                    self.session.options,
-                    self.context.served_models[0],
-                    resume_token=self.resume_token,
-                    watch_token=self.watch_token,
-                )
+            opened = self.wire.opened(
+                self.session.options, resume_token=self.resume_token, watch_token=self.watch_token
             )
+            for message in opened:
+                link.send(message)
         else:
             self._replay(link, last_final_id)
         if self._load_level is not LoadLevel.NORMAL:
-            link.send(protocol.load_notice(self.session_id, self.context.load_report))
+            for message in self.wire.load_notice(self.context.load_report):
+                link.send(message)
         await self._serve(link)
 
     async def _serve(self, link: WebsocketLink) -> None:
-        reading = ClientReader(self, link.websocket).run()
+        reading = self.reader_type(self, link.websocket).run()
         reader = asyncio.create_task(reading, name=f"{self.session_id}-reader")
         self._reader = reader
         writer = asyncio.create_task(link.run_writer(), name=f"{self.session_id}-writer")
@@ -262,7 +267,7 @@ class LiveSession:
             return
         self._load_level = report.level
         self._safely(lambda: self.dispatch(self.session.receive_load(report.level)))
-        self.send(protocol.load_notice(self.session_id, report))
+        self.send_all(self.wire.load_notice(report))
 
     def drain(self, reason: str) -> None:
         """Server shutdown: end the stream as if the client had closed it; finals follow, then
@@ -288,16 +293,19 @@ class LiveSession:
             elif isinstance(event, SessionDrained):
                 self._closed_message = self._closed(self.close_reason)
                 self.watchers.broadcast(self._closed_message)
-                self.send(self._closed_message)
-                self.close(CLOSE_NORMAL, "session closed")
+                self.send_all(self.wire.closed(self._closed_message))
+                self.close(self.wire.close_code(self.close_reason), "session closed")
             elif isinstance(event, FinalText):
                 self._send_final(event)
             elif isinstance(event, UtteranceStopped):
                 self._stopped_at[event.utterance_id] = time.monotonic()
-                self.send(protocol.event_message(self.session_id, event))
+                self._tell(event, protocol.event_message(self.session_id, event))
             elif isinstance(event, UtteranceStarted):
                 self._started_at[event.utterance_id] = time.monotonic()
-                self.send(protocol.event_message(self.session_id, event))
+                self._tell(event, protocol.event_message(self.session_id, event))
+            elif isinstance(event, UtteranceCleared):
+                self._started_at.pop(event.utterance_id, None)
+                self._tell(event, None)
             elif isinstance(event, PartialText):
                 self._send_partial(event)
             elif isinstance(event, SessionError):
@@ -306,7 +314,7 @@ class LiveSession:
                 message = protocol.event_message(self.session_id, event)
                 if event.utterance_id is not None:
                     self.final_log.record(event.utterance_id, message)
-                self.send(message)
+                self._tell(event, message)
 
     def _submit(self, request: TranscribeRequest) -> None:
         future = self.scheduler.submit(request, on_segment=self._progress_callback(request))
@@ -318,7 +326,7 @@ class LiveSession:
         self.metrics.record_partial(first_s, event.backend or "unknown")
         message = protocol.event_message(self.session_id, event)
         self.watchers.broadcast(message)
-        self.send(message)
+        self._tell(event, message)
 
     def _send_final(self, event: FinalText) -> None:
         message = protocol.event_message(self.session_id, event)
@@ -335,7 +343,7 @@ class LiveSession:
         self.metrics.record_final(event.backend or "unknown", latency_s)
         self.final_log.record(event.utterance_id, message)
         self.watchers.broadcast(message)
-        self.send(message)
+        self._tell(event, message)
 
     def _progress_callback(self, request: TranscribeRequest) -> Callable[[Segment], None] | None:
         """For backends that stream partial text (remote gpt-4o deltas): each piece is shown
@@ -379,6 +387,14 @@ class LiveSession:
 
     def _closed(self, reason: str) -> dict[str, Any]:
         return protocol.session_closed(self.session_id, reason, self.received.count)
+
+    def _tell(self, event: ClientEvent, message: dict[str, Any] | None) -> None:
+        """``event`` to the client in its protocol; ``message`` is its stream-protocol form."""
+        self.send_all(self.wire.event(event, message))
+
+    def send_all(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            self.send(message)
 
     def send(self, message: dict[str, Any]) -> None:
         """To the attached client; while detached only the final log keeps anything."""

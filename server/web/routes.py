@@ -12,12 +12,12 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 
 from server.backends.base import AnyTranscriber, HasCircuitBreaker
 from server.core.errors import ApiError, InvalidMessage
-from server.core.openai_session import (
+from server.core.options import parse_options
+from server.core.realtime.config import (
     openai_id,
     options_from_transcription_session,
     transcription_session_view,
 )
-from server.core.options import parse_options
 from server.runtime.context import ServerContext
 from server.runtime.metrics import CONTENT_TYPE
 from server.web.openapi_docs import errors

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from server.runtime.context import ServerContext
 from server.settings import HttpSettings
+from server.web.realtime_session import MAX_EVENT_CHARS as REALTIME_MAX_EVENT_CHARS
 from server.web.registry import LiveSessions, Registered
 
 log = logging.getLogger("streamscribe")
@@ -68,8 +69,9 @@ def build_server(
         ws="websockets-sansio",
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_interval_s,
-        # Our own limit gives a clear error below this; above it the protocol refuses.
-        ws_max_size=max(16 * 1024 * 1024, limits.max_message_bytes * 2),
+        # Our own limit gives a clear error below this; above it the protocol refuses. The
+        # Realtime protocol's appends may carry OpenAI's 15 MiB of audio, base64-encoded.
+        ws_max_size=max(REALTIME_MAX_EVENT_CHARS + 1024 * 1024, limits.max_message_bytes * 2),
         timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_s)),
         log_config=log_config if log_config is not None else uvicorn.config.LOGGING_CONFIG,
     )

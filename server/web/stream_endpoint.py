@@ -20,6 +20,7 @@ from server.core.errors import InvalidMessage, LimitExceeded, PeerError, Unautho
 from server.core.protocol import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER
 from server.core.session import Session, default_detector
 from server.policy.auth import Principal, bearer, same_secret
+from server.web.admission import admit, check_open, check_origin
 from server.web.live_session import LiveSession, LiveSessionRegistry
 from server.web.session_choices import check_session_choices
 from server.web.ws_link import refuse
@@ -36,13 +37,8 @@ async def handle_stream(
     await websocket.accept()
     try:
         principal = _authenticate(websocket, context)
-        _check_origin(websocket, context)
-        if context.shutting_down.is_set():
-            raise LimitExceeded(
-                "the server is shutting down; reconnect to another one",
-                code="server_shutting_down",
-                limit="shutdown",
-            )
+        check_origin(websocket, context)
+        check_open(context)
         if "session_id" in websocket.query_params:
             live, last_final_id = _find_resumable(websocket, registry, principal)
         else:
@@ -64,15 +60,6 @@ def _authenticate(websocket: WebSocket, context: ServerContext) -> Principal:
     return context.authenticator.authenticate(credential, time.time(), accept_tokens=True)
 
 
-def _check_origin(websocket: WebSocket, context: ServerContext) -> None:
-    allowed = context.auth.allowed_origins
-    origin = websocket.headers.get("origin")
-    if allowed and origin is not None and origin not in allowed and "*" not in allowed:
-        raise Unauthorized(
-            f"origin {origin!r} is not in allowed_origins", code="origin_not_allowed"
-        )
-
-
 def _new_session(
     websocket: WebSocket,
     context: ServerContext,
@@ -89,8 +76,7 @@ def _new_session(
         options = options.updated(principal.pinned)
     check_session_choices(context, options.model_dump(include={"model", "partial_backend"}))
     session = Session(protocol.new_session_id(), options, detector_factory=default_detector)
-    context.load.admit(context.sessions.total, time.monotonic())
-    context.sessions.admit(principal.key_id, principal.max_sessions)
+    admit(context, principal)
     return LiveSession(context, registry, session, principal)
 
 

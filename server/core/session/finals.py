@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from server.core.events import Event, FinalText, SessionError
+from server.core.events import Event, FinalText, RequestCancelled, SessionError, UtteranceCleared
 from server.core.prompt import PromptCarry
 from server.core.quality import QualityThresholds, filter_transcription
 from server.core.session.outcomes import FailedFinals, failure_event, final_text
@@ -39,6 +39,15 @@ class FinalsInOrder:
 
     def add(self, utterance: Utterance) -> None:
         self._utterances[utterance.utterance_id] = utterance
+
+    def clear(self, utterance: Utterance) -> list[Event]:
+        """Drop the utterance in progress (always the newest): it gets no final."""
+        del self._utterances[utterance.utterance_id]
+        events: list[Event] = [UtteranceCleared(utterance.utterance_id)]
+        cancelled = utterance.clear()
+        if cancelled is not None:
+            events.append(RequestCancelled(cancelled.request_id))
+        return events
 
     def get(self, utterance_id: int) -> Utterance | None:
         return self._utterances.get(utterance_id)

@@ -11,7 +11,7 @@ from server.core.errors import InvalidMessage
 from server.core.events import Event, FinalText, PartialText, SessionError
 from server.core.quality import QualityThresholds, filter_transcription
 from server.core.session.utterance import FailedUtterance, Utterance
-from server.core.transcription import TranscribeRequest, Transcription
+from server.core.transcription import TranscribeRequest, Transcription, Word
 
 # Utterances whose final failed keep their audio for a retry; beyond this many, the oldest go.
 MAX_RETAINED_FAILURES = 16
@@ -98,7 +98,12 @@ def final_text(
         dropped=dropped,
         usage=answer.usage,
         failover_reason=answer.failover_reason,
+        words=_words(answer) if request.options.word_timestamps else (),
     )
+
+
+def _words(answer: Transcription) -> tuple[Word, ...]:
+    return tuple(word for segment in answer.segments for word in segment.words)
 
 
 def retried_final(

@@ -44,12 +44,14 @@ class RequestMaker:
             end_samples=failed.end_samples,
         )
 
-    def decode_options(self) -> DecodeOptions:
+    def decode_options(self, kind: RequestKind = RequestKind.FINAL) -> DecodeOptions:
         return DecodeOptions(
             language=self.options.language,
             prompt=self.prompt.prompt(),
             carried_prompt_chars=len(self.prompt.carried),
             partial_backend=self.options.partial_backend,
+            # Only finals: a partial's words are shown once and replaced.
+            word_timestamps=self.options.word_timestamps and kind is RequestKind.FINAL,
         )
 
     def _request(
@@ -61,7 +63,7 @@ class RequestMaker:
             utterance_id=utterance.utterance_id,
             kind=kind,
             audio=audio if audio is not None else self.audio.slice(utterance.start_samples, end),
-            options=self.decode_options(),
+            options=self.decode_options(kind),
             start_samples=utterance.start_samples,
             end_samples=end,
         )

@@ -22,6 +22,8 @@ retry). This module ties them together:
                                   exactly one per utterance, never revised
     final failed                  SessionError naming the utterance; its audio is kept (the last
                                   ``MAX_RETAINED_FAILURES``) until the client retries it
+    receive_clear()               the utterance in progress is dropped: UtteranceCleared, its
+                                  speculative final cancelled; nothing before it changes
     receive_retry(utterance)      a new final request for the kept audio; its answer is that
                                   utterance's FinalText (marked ``retried``), out of order
 
@@ -166,6 +168,15 @@ class Session:
         self.closing = True
         return events + self._finish_if_drained()
 
+    def receive_clear(self) -> list[Event]:
+        """OpenAI's ``input_audio_buffer.clear``: the utterance in progress gets no final."""
+        if self.closing:
+            raise SessionClosing("a clear after session.close is ignored")
+        self._path.segmenter.clear()
+        self._last_end_samples = self.position_samples
+        utterance, self._current = self._current, None
+        return self._finals.clear(utterance) if utterance is not None else []
+
     def receive_transcription(
         self, request: TranscribeRequest, answer: Transcription
     ) -> list[Event]:
@@ -231,6 +242,10 @@ class Session:
         return self._path.position_samples
 
     @property
+    def speaking(self) -> bool:  # an utterance has started and not ended
+        return self._current is not None
+
+    @property
     def pending_utterances(self) -> int:
         return len(self._finals)
 
@@ -242,9 +257,7 @@ class Session:
         if self.closed:
             return self.position_samples
         pending = self._finals.oldest_start_samples()
-        if pending is not None:
-            return pending
-        return self._earliest_needed_samples()
+        return pending if pending is not None else self._earliest_needed_samples()
 
     @property
     def buffered_samples(self) -> int:

@@ -11,6 +11,8 @@
     ENDED      ANSWER   ANSWERED   the final's answer is in
     ENDED      FAIL     ANSWERED   the final failed: its failure is the outcome
     ANSWERED   EMIT     DONE       every earlier utterance is done: FinalText (or SessionError)
+    SPEAKING   CLEAR    CLEARED    the client discarded the audio (OpenAI's input_audio_buffer
+    PAUSED     CLEAR    CLEARED      .clear): no final, its requests cancelled
 
 Finals leave in utterance order: an ANSWERED utterance waits for the earlier ones. Partials are
 asked for only while SPEAKING. Any other event raises ``InvalidTransition``.
@@ -32,6 +34,7 @@ class UtteranceState(enum.Enum):
     ENDED = "ended"
     ANSWERED = "answered"
     DONE = "done"
+    CLEARED = "cleared"
 
 
 class UtteranceEvent(enum.Enum):
@@ -41,6 +44,7 @@ class UtteranceEvent(enum.Enum):
     ANSWER = "answer"
     FAIL = "fail"
     EMIT = "emit"
+    CLEAR = "clear"
 
 
 S, E = UtteranceState, UtteranceEvent
@@ -54,6 +58,8 @@ UTTERANCE_TRANSITIONS: TransitionTable[UtteranceState, UtteranceEvent] = {
     (S.ENDED, E.ANSWER): S.ANSWERED,
     (S.ENDED, E.FAIL): S.ANSWERED,
     (S.ANSWERED, E.EMIT): S.DONE,
+    (S.SPEAKING, E.CLEAR): S.CLEARED,
+    (S.PAUSED, E.CLEAR): S.CLEARED,
 }
 del S, E
 
@@ -130,6 +136,14 @@ class Utterance:
             answered = self.final_answer is not None
             self.fire(UtteranceEvent.ANSWER if answered else UtteranceEvent.FAIL)
         return None
+
+    def clear(self) -> TranscribeRequest | None:
+        """The client discarded this utterance's audio. Returns its speculative final's
+        request, to cancel."""
+        self.fire(UtteranceEvent.CLEAR)
+        self.wanted_final_end = None
+        self.final_audio = None
+        return self._drop_final()
 
     def receive_answer(self, answer: Transcription) -> None:
         self.final_answer = answer
