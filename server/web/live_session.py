@@ -58,12 +58,13 @@ from server.core.received_audio import ReceivedAudio
 from server.core.session import Session
 from server.core.state_machine import StateMachine, TransitionTable
 from server.core.transcription import RequestKind, Segment, TranscribeRequest, Transcription
-from server.core.wire import ClientEvent, StreamWire, Wire
+from server.core.wire import StreamWire, Wire
 from server.policy.auth import Principal
 from server.policy.limits import AudioRateLimit
 from server.policy.resume_log import FinalLog
 from server.runtime.context import ServerContext
 from server.web.client_reader import ClientReader
+from server.web.latency import UtteranceClock
 from server.web.progress import growing_text
 from server.web.registry import LiveSessions
 from server.web.watchers import Watchers
@@ -143,8 +144,7 @@ class LiveSession:
         self.resumable = self.wire.resumable
         self.close_reason = "client_closed"
         self._closed_message: dict[str, Any] | None = None
-        self._stopped_at: dict[int, float] = {}
-        self._started_at: dict[int, float] = {}  # wall time of speech.started, per utterance
+        self.clock = UtteranceClock()
         self.opened_at = time.monotonic()
         # Born into the server's current load; ``attach`` tells the client if it is not normal.
         self._load_level = context.load_report.level
@@ -297,53 +297,44 @@ class LiveSession:
                 self.close(self.wire.close_code(self.close_reason), "session closed")
             elif isinstance(event, FinalText):
                 self._send_final(event)
-            elif isinstance(event, UtteranceStopped):
-                self._stopped_at[event.utterance_id] = time.monotonic()
-                self._tell(event, protocol.event_message(self.session_id, event))
-            elif isinstance(event, UtteranceStarted):
-                self._started_at[event.utterance_id] = time.monotonic()
-                self._tell(event, protocol.event_message(self.session_id, event))
+            elif isinstance(event, UtteranceStarted | UtteranceStopped):
+                self.clock.receive(event)
+                message = protocol.event_message(self.session_id, event)
+                self.send_all(self.wire.event(event, message))
             elif isinstance(event, UtteranceCleared):
-                self._started_at.pop(event.utterance_id, None)
-                self._tell(event, None)
+                self.clock.forget(event.utterance_id)
+                self.send_all(self.wire.event(event, None))
             elif isinstance(event, PartialText):
                 self._send_partial(event)
             elif isinstance(event, SessionError):
-                self._stopped_at.pop(event.utterance_id or 0, None)
+                self.clock.forget(event.utterance_id or 0)
                 self.metrics.record_error(event.code)
                 message = protocol.event_message(self.session_id, event)
                 if event.utterance_id is not None:
                     self.final_log.record(event.utterance_id, message)
-                self._tell(event, message)
+                self.send_all(self.wire.event(event, message))
 
     def _submit(self, request: TranscribeRequest) -> None:
         future = self.scheduler.submit(request, on_segment=self._progress_callback(request))
         future.add_done_callback(lambda done: self._receive_answer(request, done))
 
     def _send_partial(self, event: PartialText) -> None:
-        started_at = self._started_at.pop(event.utterance_id, None)
-        first_s = time.monotonic() - started_at if started_at is not None else None
+        first_s = self.clock.first_partial_s(event.utterance_id)
         self.metrics.record_partial(first_s, event.backend or "unknown")
         message = protocol.event_message(self.session_id, event)
         self.watchers.broadcast(message)
-        self._tell(event, message)
+        self.send_all(self.wire.event(event, message))
 
     def _send_final(self, event: FinalText) -> None:
         message = protocol.event_message(self.session_id, event)
-        stopped_at = self._stopped_at.pop(event.utterance_id, None)
-        self._started_at.pop(event.utterance_id, None)
-        # A retried final's wait includes the failure and the client's retry: it is no
-        # measure of the model's latency, and must not steer the load level.
-        latency_s = None
-        if stopped_at is not None and not event.retried:
-            latency_s = time.monotonic() - stopped_at
-        if latency_s is not None:
+        latency_s = self.clock.final_s(event.utterance_id, retried=event.retried)
+        if latency_s is not None:  # (a retried final's wait must not steer the load level)
             message["latency_ms"] = round(latency_s * 1000)
             self.context.load.receive_final_latency(latency_s, time.monotonic())
         self.metrics.record_final(event.backend or "unknown", latency_s)
         self.final_log.record(event.utterance_id, message)
         self.watchers.broadcast(message)
-        self._tell(event, message)
+        self.send_all(self.wire.event(event, message))
 
     def _progress_callback(self, request: TranscribeRequest) -> Callable[[Segment], None] | None:
         """For backends that stream partial text (remote gpt-4o deltas): each piece is shown
@@ -387,10 +378,6 @@ class LiveSession:
 
     def _closed(self, reason: str) -> dict[str, Any]:
         return protocol.session_closed(self.session_id, reason, self.received.count)
-
-    def _tell(self, event: ClientEvent, message: dict[str, Any] | None) -> None:
-        """``event`` to the client in its protocol; ``message`` is its stream-protocol form."""
-        self.send_all(self.wire.event(event, message))
 
     def send_all(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
