@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from server.core.errors import InvalidMessage
 from vad.resample import SUPPORTED_RATES_HZ
@@ -14,7 +14,10 @@ SampleRate = Literal[8000, 16000, 24000, 44100, 48000]
 assert set(SUPPORTED_RATES_HZ) == {8000, 16000, 24000, 44100, 48000}
 
 # Options that shape how audio is read; they cannot change once audio has arrived.
-AUDIO_FORMAT_OPTIONS = frozenset({"sample_rate", "vad", "vad_aggressiveness", "vad_threshold"})
+AUDIO_FORMAT_OPTIONS = frozenset(
+    {"sample_rate", "encoding", "vad", "vad_aggressiveness", "vad_threshold"}
+)
+Encoding = Literal["pcm16", "g711_ulaw", "g711_alaw"]
 
 
 class SessionOptions(BaseModel):
@@ -24,6 +27,10 @@ class SessionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sample_rate: SampleRate = 16000
+    encoding: Encoding = Field(
+        default="pcm16",
+        description="pcm16 (little-endian), or G.711 g711_ulaw / g711_alaw at 8 kHz",
+    )
     language: str | None = Field(default=None, description="ISO-639-1 code; None detects it")
     model: str | None = None
     prompt: str = Field(default="", max_length=2000, description="static prompt or glossary")
@@ -60,6 +67,12 @@ class SessionOptions(BaseModel):
             if not value.isalpha() or not 2 <= len(value) <= 3:
                 raise ValueError("language must be an ISO-639-1 code such as 'en', or 'auto'")
         return value
+
+    @model_validator(mode="after")
+    def _g711_is_8_khz(self) -> SessionOptions:
+        if self.encoding != "pcm16" and self.sample_rate != 8000:
+            raise ValueError(f"{self.encoding} audio is 8 kHz: set sample_rate 8000")
+        return self
 
     def segmenter_options(self) -> SegmenterOptions:
         return SegmenterOptions(

@@ -4,7 +4,7 @@
 
     client event                 what happens
     ---------------------------  ------------------------------------------------------------
-    input_audio_buffer.append    base64 (PCM16 or G.711) -> PCM16 -> the session core, under
+    input_audio_buffer.append    base64 (PCM16 or G.711) -> the session core, under
                                  the session's rate limit; then the idle timeout is checked
     input_audio_buffer.commit    the utterance in progress ends now (committed, item events);
                                  buffered audio without speech becomes an empty item; an empty
@@ -82,7 +82,7 @@ class RealtimeReader(ClientReader):
     def _apply(self, command: Command) -> None:
         live, session, wire = self.live, self.session, self.live.realtime
         if isinstance(command, Append):
-            self._receive_audio(decode_append(command.audio, wire.config.audio_format))
+            self._receive_audio(decode_append(command.audio))
             self._check_idle_timeout()
         elif isinstance(command, Commit):
             self._commit()

@@ -3,9 +3,10 @@ onto our session options. Pure: dicts in, dicts out.
 
     OpenAI GA (``session``)             OpenAI beta (``session``)        ours
     ----------------------------------  -------------------------------  ------------------------
-    audio.input.format                  input_audio_format               sample_rate, and the
-      {type: audio/pcm, rate: 24000}      pcm16                            decoding of appends
-      {type: audio/pcmu} / audio/pcma     g711_ulaw / g711_alaw            (G.711 is 8 kHz)
+    audio.input.format                  input_audio_format               sample_rate, encoding
+      {type: audio/pcm, rate: 24000}      pcm16                            pcm16 at the rate
+      {type: audio/pcmu} / audio/pcma     g711_ulaw / g711_alaw            g711_ulaw / g711_alaw
+                                                                         at 8 kHz
     audio.input.transcription           input_audio_transcription
       .model                              .model                         checked against the
                                                                          served names, echoed
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from server.core.errors import InvalidMessage
+from server.core.g711 import G711_RATE_HZ
 from server.core.options import SessionOptions, parse_options
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -49,7 +51,8 @@ PCM: Final = "audio/pcm"
 PCMU: Final = "audio/pcmu"
 PCMA: Final = "audio/pcma"
 BETA_FORMATS: dict[str, AudioFormat] = {"pcm16": PCM, "g711_ulaw": PCMU, "g711_alaw": PCMA}
-G711_RATE_HZ = 8000
+ENCODINGS: dict[AudioFormat, str] = {PCM: "pcm16", PCMU: "g711_ulaw", PCMA: "g711_alaw"}
+FORMATS: dict[str, AudioFormat] = {encoding: kind for kind, encoding in ENCODINGS.items()}
 OPENAI_PCM_RATE_HZ = 24000
 LOGPROBS = "item.input_audio_transcription.logprobs"
 TurnKind = Literal["server_vad", "semantic_vad"]
@@ -89,6 +92,7 @@ class RealtimeConfig:
         manual = options.turn_detection == "manual"
         return cls(
             model=model,
+            audio_format=FORMATS[options.encoding],
             rate=options.sample_rate,
             language=options.language,
             prompt=options.prompt,
@@ -114,6 +118,7 @@ class RealtimeConfig:
             silence_ms = EAGERNESS_SILENCE_MS.get(turn.eagerness, 500)
         return {
             "sample_rate": self.sample_rate,
+            "encoding": ENCODINGS[self.audio_format],
             "language": self.language,
             "prompt": " ".join(part for part in (self.prompt.strip(), glossary) if part),
             "prefix_padding_ms": turn.prefix_padding_ms,

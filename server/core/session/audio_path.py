@@ -1,11 +1,12 @@
-"""The session's audio path: PCM16 bytes at the client's rate -> 16 kHz frames -> segmenter
-events, and the buffer of recent samples that requests are cut from."""
+"""The session's audio path: PCM16 (or G.711) bytes at the client's rate -> 16 kHz frames ->
+segmenter events, and the buffer of recent samples that requests are cut from."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from server.core.errors import InvalidAudio, InvalidMessage
+from server.core.g711 import decode_g711
 from server.core.options import SessionOptions
 from server.core.transcription import Samples
 from server.core.units import ms_to_samples
@@ -65,13 +66,17 @@ class AudioPath:
             raise InvalidMessage(str(exc), code="unsupported_sample_rate") from exc
         self.segmenter = Segmenter(detector, options.segmenter_options())
         self.assembler = FrameAssembler(detector.frame_samples)
+        self.encoding = options.encoding
 
     def frames(self, data: bytes) -> list[Samples]:
-        """The whole 16 kHz frames that ``data`` (PCM16 at the client's rate) completes."""
-        try:
-            samples = decode_pcm16(data)
-        except AudioFormatError as exc:
-            raise InvalidAudio(str(exc)) from exc
+        """The whole 16 kHz frames that ``data`` (the client's encoding and rate) completes."""
+        if self.encoding != "pcm16":
+            samples = decode_g711(data, self.encoding)
+        else:
+            try:
+                samples = decode_pcm16(data)
+            except AudioFormatError as exc:
+                raise InvalidAudio(str(exc)) from exc
         return self.assembler.push(self.resampler.push(samples))
 
     def flush(self) -> list[Samples]:

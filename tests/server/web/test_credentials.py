@@ -110,7 +110,7 @@ def test_client_secrets_refuses_sessions_it_cannot_serve(server):
     for session, param in [
         ({"type": "realtime"}, "session"),
         (
-            {"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcmu"}}}},
+            {"type": "transcription", "audio": {"input": {"format": {"type": "audio/opus"}}}},
             "session",
         ),
         (
