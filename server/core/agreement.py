@@ -84,7 +84,13 @@ class LocalAgreement:
         return " ".join(self.stable_words)
 
     def receive_hypothesis(self, text: str) -> tuple[str, str]:
-        """Take a new hypothesis; return (stable text, unstable tail) to show the user."""
+        """Take a new hypothesis; return (stable text, unstable tail) to show the user.
+
+        A hypothesis without words (the request at speech onset heard too little, or its text
+        was dropped as unreliable) is no vote: counting it would make the next two hypotheses
+        agree with nothing, and delay every stable word by that many partials."""
+        if not words_of(text):
+            return self.stable_text, ""
         tail = continuation_after(self.stable_words, words_of(text))
         if len(self._previous) == self.agreeing - 1:
             agreed = max(len(tail) - 1, 0)

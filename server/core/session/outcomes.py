@@ -10,7 +10,7 @@ from server.core.agreement import continuation_after, words_of
 from server.core.errors import InvalidMessage
 from server.core.events import Event, FinalText, PartialText, SessionError
 from server.core.quality import QualityThresholds, filter_transcription
-from server.core.session.utterance import FailedUtterance, Utterance
+from server.core.session.utterance import FailedUtterance, Utterance, UtteranceState
 from server.core.transcription import TranscribeRequest, Transcription, Word
 
 # Utterances whose final failed keep their audio for a retry; beyond this many, the oldest go.
@@ -152,6 +152,24 @@ def apply_partial(
     if request.request_id <= utterance.applied_partial_id or utterance.final_request is not None:
         return []  # stale, or the stable words are already frozen into a final request
     utterance.applied_partial_id = request.request_id
+    text, _ = filter_transcription(answer, thresholds)
+    stable, unstable = utterance.agreement.receive_hypothesis(text)
+    if (stable, unstable) == utterance.last_partial or not (stable or unstable):
+        return []
+    return [show_partial(utterance, stable, unstable, request, answer.backend)]
+
+
+def hear_speculative(
+    utterance: Utterance, answer: Transcription, thresholds: QualityThresholds
+) -> list[Event]:
+    """A speculative final answered while the speaker is still paused is a hypothesis of the
+    utterance so far, decoded whole: the agreement hears it like a partial's, so the words it
+    confirms are stable (shown, and sent as deltas) before the silence window closes. If speech
+    ends there, the final is this same answer; if it resumes, these words stay stable, as a
+    partial's would."""
+    request = utterance.final_request
+    if utterance.state is not UtteranceState.PAUSED or request is None:
+        return []
     text, _ = filter_transcription(answer, thresholds)
     stable, unstable = utterance.agreement.receive_hypothesis(text)
     if (stable, unstable) == utterance.last_partial or not (stable or unstable):

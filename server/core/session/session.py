@@ -14,7 +14,8 @@ retry). This module ties them together:
     ----------------------------  ----------------------------------------------------------------
     SpeechStarted(start)          new utterance; UtteranceStarted; partials while it is SPEAKING
     SpeechPaused(end)             speculative final request for [start, end): its answer is the
-                                  final if the silence window closes, so finals are ready early
+                                  final if the silence window closes, so finals are ready early;
+                                  it is also one more hypothesis for the stable words
     SpeechResumed                 RequestCancelled for the speculative request
     SpeechEnded(end, reason)      UtteranceStopped; final request for [start, end) unless the
                                   speculative one covers exactly that
@@ -55,6 +56,7 @@ from server.core.session.outcomes import (
     FailedFinals,
     apply_partial,
     failure_event,
+    hear_speculative,
     progress_partial,
     retried_final,
 )
@@ -194,7 +196,7 @@ class Session:
         if utterance.final_request is not request:
             return []  # a speculative final that speech made obsolete
         utterance.receive_answer(answer)
-        return self._emit_ready_finals()
+        return hear_speculative(utterance, answer, self.thresholds) + self._emit_ready_finals()
 
     def receive_transcription_failed(self, request: TranscribeRequest, message: str) -> list[Event]:
         """The model could not answer. A failed partial is skipped; a failed final is reported."""
