@@ -279,3 +279,35 @@ def test_agents_sdk_streamed_transcription(server):
     turns = run(scenario())
     assert len(turns) >= len(ENGLISH) - 1
     assert wer(references(), " ".join(turns)) <= 0.15, turns
+
+
+def test_a_gateway_on_a_remote_model_gets_finals_remotely_and_deltas_locally(server):
+    """A front server whose backend is a remote gpt-4o-transcribe (here: the tiny.en server
+    under that name) with tiny.en beside it: finals from the remote, deltas from local
+    partials, over OpenAI's protocol."""
+    import httpx
+
+    settings = ServerSettings(
+        backend="remote",
+        remote_url=server.http_url + "/v1",
+        remote_model="gpt-4o-transcribe",
+        remote_api_key="sk-x",
+        remote_fallback="local",
+        model="tiny.en",
+        compute_type="int8",
+        beam_size=1,
+        cpu_threads=2,
+        admission=False,
+        final_latency_budget_ms=60_000,
+        max_final_load=1.0,
+    )
+    name = "en_ls_1272-128104-0000.wav"
+    audio = decode_file(shared_file(name), 24000)
+    with running_server(create_app(settings)) as front:
+        events = run(realtime_session(front.port, audio, {"type": "audio/pcm", "rate": 24000}, 960))
+        stats = httpx.get(front.http_url + "/stats").json()
+    texts = {entry["file"]: entry["text"] for entry in manifest()}
+    assert wer(texts[name], transcript(events)) <= 0.2, transcript(events)
+    assert [e for e in events if e.type == DELTA]
+    assert stats["usage"]["remote"]["requests"] >= 1 and stats["failovers"] == 0
+    assert stats["usage"]["local"]["requests"] >= 1  # the partials, with no failover

@@ -280,7 +280,7 @@ def options_from_transcription_session(session: Any) -> tuple[dict[str, Any], st
     audio_input = _object(session, "session").get("audio", {}).get("input", {}) or {}
     named = {key for key in after if before[key] != after[key]}
     if audio_input.get("format") is not None:
-        named.add("sample_rate")
+        named |= {"sample_rate", "encoding"}
     pinned = {key: after[key] for key in sorted(named)}
     parse_options(pinned)
     return pinned, config.model or None

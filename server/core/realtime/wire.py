@@ -6,7 +6,8 @@ server events, in the GA names or, for ``OpenAI-Beta: realtime=v1`` clients, the
     UtteranceStarted            input_audio_buffer.speech_started {audio_start_ms, item_id}
                                 (not with turn_detection null: no VAD runs for the client)
     PartialText                 conversation.item.input_audio_transcription.delta: the stable words
-                                not sent yet, so deltas only ever extend the item's text
+                                not sent yet, so deltas only ever extend the item's text (a
+                                final's re-punctuation of a sent word is not a revision)
     UtteranceStopped            input_audio_buffer.speech_stopped {audio_end_ms} (not for a
                                 commit), input_audio_buffer.committed {item_id, previous_item_id},
                                 conversation.item.added and .done [conversation.item.created]
@@ -26,6 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from server.core.agreement import common_prefix_words, words_of
 from server.core.events import (
     FinalText,
     PartialText,
@@ -211,8 +213,9 @@ class RealtimeWire:
     def _delta(self, item_id: str, text: str) -> list[Message]:
         """The words of ``text`` past those already sent, if ``text`` extends them."""
         sent = self._sent.setdefault(item_id, [])
-        words = text.split()
-        if len(words) <= len(sent) or words[: len(sent)] != sent:
+        words = words_of(text)
+        # Compared loosely, as the agreement compares: a final may re-punctuate a stable word.
+        if len(words) <= len(sent) or common_prefix_words(sent, words) < len(sent):
             return []
         new = words[len(sent) :]
         sent.extend(new)

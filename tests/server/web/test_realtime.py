@@ -498,18 +498,25 @@ def test_a_full_server_refuses_with_1013():
     assert code == 1013
 
 
-def test_shutdown_drains_with_the_finals_then_1012():
+def test_shutdown_drains_with_the_finals_then_1012_and_logs_keep_no_secret():
+    key = "sk-ss-realtime-drain-0123456789"
     process, port = server_process(
         "--backend",
         "fake",
         "--shutdown-grace-s",
         "5",
-        env={"STREAMSCRIBE_FAKE_SCRIPT": '["spoken before shutdown"]'},
+        "--log-level",
+        "debug",
+        env={
+            "STREAMSCRIBE_FAKE_SCRIPT": '["spoken before shutdown"]',
+            "STREAMSCRIBE_API_KEYS": key,
+        },
     )
     url = f"ws://127.0.0.1:{port}/v1/realtime?intent=transcription"
 
     async def scenario():
-        async with websockets.connect(url) as websocket:
+        offered = ["realtime", f"openai-insecure-api-key.{key}"]
+        async with websockets.connect(url, subprotocols=offered) as websocket:
             await websocket.recv()
             audio = base64.b64encode(pcm16(bursts(300, 1500))).decode()  # mid-utterance
             await websocket.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
@@ -524,8 +531,10 @@ def test_shutdown_drains_with_the_finals_then_1012():
 
     started = time.monotonic()
     events, code = run(scenario())
-    process.communicate(timeout=TIMEOUT_S)
+    _, stderr = process.communicate(timeout=TIMEOUT_S)
     assert time.monotonic() - started < 10
     assert events[-1]["type"] == "conversation.item.input_audio_transcription.completed"
     assert events[-1]["transcript"] == "spoken before shutdown"
     assert code == 1012
+    assert "/v1/realtime" in stderr  # the log is there, and it holds no key and no text
+    assert key not in stderr and "spoken before shutdown" not in stderr
