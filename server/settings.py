@@ -46,9 +46,14 @@ from pydantic_settings import (
 
 DEFAULT_MODEL = "base"
 BACKEND_NAMES = ("local", "remote", "fake")
-# Names OpenAI's clients send; all served by the configured backend unless model_aliases says
-# otherwise.
-OPENAI_MODEL_NAMES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+# Names OpenAI's clients send (pipecat's realtime STT defaults to gpt-realtime-whisper); all
+# served by the configured backend unless model_aliases says otherwise.
+OPENAI_MODEL_NAMES = (
+    "whisper-1",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-realtime-whisper",
+)
 
 
 def default_cache_dir() -> Path:
