@@ -74,6 +74,11 @@ class SessionOptions(BaseModel):
             raise ValueError(f"{self.encoding} audio is 8 kHz: set sample_rate 8000")
         return self
 
+    def audio_seconds(self, byte_count: int) -> float:
+        """How much audio ``byte_count`` bytes in this session's encoding and rate hold."""
+        bytes_per_sample = 2 if self.encoding == "pcm16" else 1
+        return byte_count / bytes_per_sample / self.sample_rate
+
     def segmenter_options(self) -> SegmenterOptions:
         return SegmenterOptions(
             prefix_padding_ms=self.prefix_padding_ms,

@@ -28,9 +28,9 @@ class ReceivedAudio:
         self._ends.append((self.count, self.stream_samples))
         return self.count
 
-    def receive(self, byte_count: int, sample_rate_hz: int) -> None:
-        """The message just numbered held ``byte_count`` bytes of PCM16 at ``sample_rate_hz``."""
-        self.stream_samples += byte_count / 2 * STREAM_RATE_HZ / sample_rate_hz
+    def receive(self, seconds: float) -> None:
+        """The message just numbered held ``seconds`` of audio."""
+        self.stream_samples += seconds * STREAM_RATE_HZ
         seq, _ = self._ends.pop()
         self._ends.append((seq, self.stream_samples))
 

@@ -8,8 +8,6 @@ from collections import Counter
 from server.core.errors import LimitExceeded
 from server.settings import SessionLimits
 
-BYTES_PER_SAMPLE = 2
-
 
 class SessionCounter:
     """Open sessions, in total and per key."""
@@ -56,8 +54,8 @@ class AudioRateLimit:
         self.started_at = started_at
         self.received_s = 0.0
 
-    def receive(self, audio_bytes: int, sample_rate_hz: int, now: float) -> None:
-        self.received_s += audio_bytes / BYTES_PER_SAMPLE / sample_rate_hz
+    def receive(self, seconds: float, now: float) -> None:
+        self.received_s += seconds
         if not self.speed:
             return
         allowed_s = (now - self.started_at) * self.speed + self.burst_s

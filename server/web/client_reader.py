@@ -91,17 +91,19 @@ class ClientReader:
     def _check_text_size(self, size: int) -> None:
         check_message_size(size, self.limits)
 
+    def _check_audio_size(self, size: int) -> None:
+        check_message_size(size, self.limits)
+
     def _receive_audio(self, data: bytes) -> None:
         live = self.live
         # Numbered before any check: the client counts every binary message it sent, so a
         # refused one must take its number too, or a resume would send audio twice.
         live.received.number()
-        check_message_size(len(data), self.limits)
-        rate = self.session.options.sample_rate
-        live.audio_rate.receive(len(data), rate, time.monotonic())
+        self._check_audio_size(len(data))
+        seconds = self.session.options.audio_seconds(len(data))
+        live.audio_rate.receive(seconds, time.monotonic())
         live.dispatch(self.session.receive_audio(data))
-        live.received.receive(len(data), rate)
-        seconds = len(data) / 2 / rate
+        live.received.receive(seconds)
         live.metrics.record_audio(seconds)
         live.unacked_s += seconds
         if live.unacked_s >= ACK_EVERY_S:

@@ -64,6 +64,9 @@ class RealtimeReader(ClientReader):
         if size > max(MAX_EVENT_CHARS, self.limits.max_message_bytes):
             check_message_size(size, self.limits)
 
+    def _check_audio_size(self, size: int) -> None:
+        """The append that carried it was checked (``_check_text_size``): up to OpenAI's 15 MiB."""
+
     def _ack(self) -> None:
         """OpenAI's protocol has no acknowledgements (and no resume that would need them)."""
 

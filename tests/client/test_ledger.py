@@ -55,7 +55,7 @@ class SimServer:
             return  # drained: the live session reads no more input, and counts none
         self.received.number()
         self.handle(self.session.receive_audio(data))
-        self.received.receive(len(data), RATE_HZ)
+        self.received.receive(len(data) / 2 / RATE_HZ)
 
     def handle(self, events: list[Event]) -> None:
         for event in events:
