@@ -538,3 +538,20 @@ def test_shutdown_drains_with_the_finals_then_1012_and_logs_keep_no_secret():
     assert code == 1012
     assert "/v1/realtime" in stderr  # the log is there, and it holds no key and no text
     assert key not in stderr and "spoken before shutdown" not in stderr
+
+
+def test_one_append_may_hold_megabytes_as_with_openai(server):
+    # 40 s of audio in one event: over max_message_bytes (1 MiB), under OpenAI's 15 MiB.
+    audio = pcm16(bursts(300, 1500, 1000, rate_hz=24000)) + pcm16(silence(37_200, rate_hz=24000))
+    assert len(audio) > 1024 * 1024
+
+    async def scenario():
+        async with client(server).realtime.connect(
+            extra_query={"intent": "transcription"}
+        ) as connection:
+            await connection.recv()
+            await append(connection, audio, chunk_bytes=len(audio))
+            return await events_until(connection, completed(1))
+
+    events = run(scenario())
+    assert not of(events, "error") and of(events, "input_audio_buffer.committed")
