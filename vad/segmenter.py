@@ -18,7 +18,9 @@ Rules (positions are sample counts at 16 kHz from the start of the stream):
     SPEAKING  any             utterance length >= max duration            SpeechEnded(cut) and
                                                                           SpeechStarted(cut) at the
                                                                           quietest recent frame
-    any       force_end()     SPEAKING, or IDLE with a candidate          -> IDLE, SpeechEnded(now)
+    any       force_end()     SPEAKING, or IDLE with a candidate          -> IDLE, SpeechEnded(now;
+                                                                          if paused, where the
+                                                                          pause began)
     any       clear()                                                     -> IDLE, nothing emitted:
                                                                           the audio so far is
                                                                           dropped
@@ -155,6 +157,10 @@ class Segmenter:
                 return events
             events.append(self._start_utterance(self._candidate_first_voiced))
         end = self.position_samples
+        if self._paused:
+            # Speech had paused: end where the pause began (as SpeechPaused said), so the
+            # speculative final asked for then is the final, and no trailing silence is sent.
+            end = self._last_voiced_end + self.options.samples(self._end_padding_ms())
         events.append(SpeechEnded(end, reason))
         self._become_idle(end)
         return events
@@ -163,6 +169,9 @@ class Segmenter:
         """Forget the utterance in progress (and any candidate): the client discarded its
         audio. Nothing later may start before this point."""
         self._become_idle(self.position_samples)
+
+    def _end_padding_ms(self) -> int:
+        return min(self.options.end_padding_ms, self.options.silence_duration_ms)
 
     def _remember(self, frame_start: int, rms: float, voiced: bool) -> None:
         self._recent.append((frame_start, rms, voiced))
@@ -210,7 +219,7 @@ class Segmenter:
                 events.append(SpeechResumed())
         else:
             trailing = frame_end - self._last_voiced_end
-            end_padding = min(options.end_padding_ms, options.silence_duration_ms)
+            end_padding = self._end_padding_ms()
             end = self._last_voiced_end + options.samples(end_padding)
             if options.end_on_silence and trailing >= options.samples(options.silence_duration_ms):
                 events.append(SpeechEnded(end, "silence"))
