@@ -33,23 +33,25 @@ COMPLETED = "conversation.item.input_audio_transcription.completed"
 DELTA = "conversation.item.input_audio_transcription.delta"
 
 
+TINY: dict = {
+    "model": "tiny.en",
+    "compute_type": "int8",
+    "beam_size": 1,
+    "cpu_threads": 2,
+    "admission": False,
+    # What is tested is the protocol, not the load policy: on a slow or busy machine the
+    # policy would rightly pause partials, and with them the deltas.
+    "final_latency_budget_ms": 60_000,
+    "max_final_load": 1.0,
+}
+
+
 @pytest.fixture(scope="module")
 def server():
     require_model("tiny.en")
     # One request at a time, unbatched: the two protocols' requests then decode alike, and the
     # comparison is of the protocols, not of batch compositions.
-    settings = ServerSettings(
-        model="tiny.en",
-        compute_type="int8",
-        beam_size=1,
-        cpu_threads=2,
-        admission=False,
-        max_batch_size=1,
-        # What is tested is the protocol, not the load policy: on a slow or busy machine the
-        # policy would rightly pause partials, and with them the deltas.
-        final_latency_budget_ms=60_000,
-        max_final_load=1.0,
-    )
+    settings = ServerSettings(**TINY, max_batch_size=1)
     with running_server(create_app(settings)) as running:
         assert running.app.state.scheduler.load_error is None
         yield running
@@ -293,13 +295,7 @@ def test_a_gateway_on_a_remote_model_gets_finals_remotely_and_deltas_locally(ser
         remote_model="gpt-4o-transcribe",
         remote_api_key="sk-x",
         remote_fallback="local",
-        model="tiny.en",
-        compute_type="int8",
-        beam_size=1,
-        cpu_threads=2,
-        admission=False,
-        final_latency_budget_ms=60_000,
-        max_final_load=1.0,
+        **TINY,
     )
     name = "en_ls_1272-128104-0000.wav"
     audio = decode_file(shared_file(name), 24000)

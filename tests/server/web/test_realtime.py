@@ -61,6 +61,18 @@ def client(server) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(api_key=KEY, websocket_base_url=f"ws://127.0.0.1:{server.port}/v1")
 
 
+def connect(server):
+    """A GA transcription session through the SDK."""
+    return client(server).realtime.connect(extra_query={"intent": "transcription"})
+
+
+async def configure(connection, audio_input: dict, **session):
+    """``session.update`` with ``audio.input`` (and other session fields); the answer."""
+    update = {"type": "transcription", "audio": {"input": audio_input}, **session}
+    await connection.session.update(session=update)
+    return await connection.recv()
+
+
 async def append(connection, audio: bytes, *, chunk_bytes: int = 4800, pace_s: float = 0.0):
     for start in range(0, len(audio), chunk_bytes):
         piece = base64.b64encode(audio[start : start + chunk_bytes]).decode()
@@ -89,9 +101,7 @@ def of(events, kind: str) -> list:
 
 def test_ga_sdk_session_gives_live_deltas_then_items_in_order(server):
     async def scenario():
-        async with client(server).realtime.connect(
-            extra_query={"intent": "transcription"}
-        ) as connection:
+        async with connect(server) as connection:
             created = await connection.recv()
             await connection.session.update(session=GA_SESSION)
             updated = await connection.recv()
@@ -181,9 +191,7 @@ def test_manual_commits_give_one_item_per_commit_in_order_and_empty_commits_are_
             extra_query={"intent": "transcription", "model": "gpt-4o-transcribe"}
         ) as connection:
             await connection.recv()
-            session = {"type": "transcription", "audio": {"input": {"turn_detection": None}}}
-            await connection.session.update(session=session)
-            updated = await connection.recv()
+            updated = await configure(connection, {"turn_detection": None})
             await connection.send({"type": "input_audio_buffer.commit", "event_id": "evt_empty"})
             empty = await connection.recv()
             events = []
@@ -209,9 +217,7 @@ def test_manual_commits_give_one_item_per_commit_in_order_and_empty_commits_are_
 
 def test_clear_drops_the_utterance_in_progress_and_the_session_goes_on(server):
     async def scenario():
-        async with client(server).realtime.connect(
-            extra_query={"intent": "transcription"}
-        ) as connection:
+        async with connect(server) as connection:
             await connection.recv()
             await append(connection, pcm16(bursts(300, 1500)))  # still speaking
             speaking = await events_until(
@@ -247,16 +253,9 @@ def test_g711_audio_is_decoded_at_8_khz(server, audio_format, beta_name):
     encoded = b"".join(bytes(packet) for packet in codec.encode(frame))
 
     async def scenario():
-        async with client(server).realtime.connect(
-            extra_query={"intent": "transcription"}
-        ) as connection:
+        async with connect(server) as connection:
             await connection.recv()
-            session = {
-                "type": "transcription",
-                "audio": {"input": {"format": {"type": audio_format}}},
-            }
-            await connection.session.update(session=session)
-            updated = await connection.recv()
+            updated = await configure(connection, {"format": {"type": audio_format}})
             await append(connection, encoded, chunk_bytes=800)
             return updated, await events_until(connection, completed(1))
 
@@ -270,29 +269,18 @@ def test_g711_audio_is_decoded_at_8_khz(server, audio_format, beta_name):
 
 def test_partial_updates_keep_what_they_do_not_name(server):
     async def scenario():
-        async with client(server).realtime.connect(
-            extra_query={"intent": "transcription"}
-        ) as connection:
+        async with connect(server) as connection:
             await connection.recv()
             await connection.session.update(session=GA_SESSION)
             await connection.recv()
-            await connection.session.update(
-                session={
-                    "type": "transcription",
-                    "audio": {"input": {"transcription": {"prompt": "Names: Abbie."}}},
-                }
+            prompt_only = await configure(
+                connection, {"transcription": {"prompt": "Names: Abbie."}}
             )
-            prompt_only = await connection.recv()
-            await connection.session.update(
-                session={
-                    "type": "transcription",
-                    "audio": {
-                        "input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}
-                    },
-                    "include": ["item.input_audio_transcription.logprobs"],
-                }
+            semantic = await configure(
+                connection,
+                {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}},
+                include=["item.input_audio_transcription.logprobs"],
             )
-            semantic = await connection.recv()
             return prompt_only, semantic
 
     prompt_only, semantic = run(scenario())
@@ -351,9 +339,7 @@ BAD_EVENTS = [
 
 def test_bad_events_get_openai_errors_and_the_session_goes_on(server):
     async def scenario():
-        async with client(server).realtime.connect(
-            extra_query={"intent": "transcription"}
-        ) as connection:
+        async with connect(server) as connection:
             await connection.recv()
             errors = []
             for event, _, _ in BAD_EVENTS:
@@ -398,18 +384,11 @@ def test_json_that_is_not_an_event_and_binary_frames_are_errors_too(server):
 
 def test_idle_timeout_commits_the_silent_buffer(server):
     async def scenario():
-        async with client(server).realtime.connect(
-            extra_query={"intent": "transcription"}
-        ) as connection:
+        async with connect(server) as connection:
             await connection.recv()
-            session = {
-                "type": "transcription",
-                "audio": {
-                    "input": {"turn_detection": {"type": "server_vad", "idle_timeout_ms": 5000}}
-                },
-            }
-            await connection.session.update(session=session)
-            await connection.recv()
+            await configure(
+                connection, {"turn_detection": {"type": "server_vad", "idle_timeout_ms": 5000}}
+            )
             await append(connection, pcm16(silence(5500, rate_hz=24000)))
             return await events_until(connection, completed(1))
 
@@ -546,9 +525,7 @@ def test_one_append_may_hold_megabytes_as_with_openai(server):
     assert len(audio) > 1024 * 1024
 
     async def scenario():
-        async with client(server).realtime.connect(
-            extra_query={"intent": "transcription"}
-        ) as connection:
+        async with connect(server) as connection:
             await connection.recv()
             await append(connection, audio, chunk_bytes=len(audio))
             return await events_until(connection, completed(1))
