@@ -215,6 +215,13 @@ class LocalModelSettings(_Group):
     cpu_threads: int = Field(default=0, ge=0, description="CPU threads per model call (0: all)")
     beam_size: int = Field(default=5, ge=1, le=10, description="beam size of finals")
     partial_beam_size: int = Field(default=1, ge=1, le=10, description="beam size of partials")
+    partial_window_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=30,
+        description="seconds the encoder hears for a partial (at least its audio and 1 s "
+        "more; 0: Whisper's 30 s); finals always get 30 s",
+    )
     cache_dir: Path = Field(
         default_factory=default_cache_dir, description="where joined model files are kept"
     )

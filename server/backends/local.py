@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -58,6 +59,7 @@ class FasterWhisperTranscriber:
         num_workers: int = 1,
         final_beam_size: int = 5,
         partial_beam_size: int = 1,
+        partial_window_s: float = 10.0,
         cache_dir: Path | None = None,
     ) -> None:
         self.model_name = model
@@ -68,6 +70,7 @@ class FasterWhisperTranscriber:
         self.num_workers = num_workers
         self.final_beam_size = final_beam_size
         self.partial_beam_size = partial_beam_size
+        self.partial_window_s = partial_window_s
         self.cache_dir = cache_dir
         bundled = BUNDLED_MODELS.get(model)
         self.multilingual = bundled.multilingual if bundled else not model.endswith(".en")
@@ -86,6 +89,7 @@ class FasterWhisperTranscriber:
             num_workers=workers,
             final_beam_size=settings.beam_size,
             partial_beam_size=settings.partial_beam_size,
+            partial_window_s=settings.partial_window_s,
             cache_dir=settings.cache_dir,
         )
 
@@ -151,8 +155,11 @@ class FasterWhisperTranscriber:
         if self._batched is None:
             raise BackendError("the model is not loaded yet")
         beam_size = self.final_beam_size if final else self.partial_beam_size
+        window_s = None if final else self.partial_window_s or None
         try:
-            answers = self._batched.transcribe(items, beam_size=beam_size, final=final)
+            answers = self._batched.transcribe(
+                items, beam_size=beam_size, final=final, window_s=window_s
+            )
         except (RuntimeError, ValueError, IndexError) as exc:
             raise BackendError(f"faster-whisper failed on a batch: {exc}") from exc
         return [
@@ -172,6 +179,10 @@ class FasterWhisperTranscriber:
     ) -> Transcription:
         if self._model is None:
             raise BackendError("the model is not loaded yet")
+        if not final and on_segment is None and self.batch_key(audio, options) is not None:
+            # A partial through the encoder and decoder directly, on a short window: what
+            # faster-whisper's transcribe() would spend padding it to 30 s is most of its cost.
+            return self.transcribe_batch([(audio, options)], final=False)[0]
         started = time.perf_counter()
         language = options.language if self.multilingual else "en"
         # Partials decode once: a fallback retry on a half-heard word can cost six decodes,
@@ -217,6 +228,9 @@ class FasterWhisperTranscriber:
         )
 
 
+FRAMES_PER_SECOND = 100  # Whisper's mel frames
+
+
 class _BatchedDecoder:
     """Several utterances through one encoder call and one decoder call.
 
@@ -255,13 +269,17 @@ class _BatchedDecoder:
         *,
         beam_size: int,
         final: bool,
+        window_s: float | None = None,
     ) -> list[Transcription | None]:
-        """Answers in the order of ``items``; ``None`` for a final that needs the fallback."""
+        """Answers in the order of ``items``; ``None`` for a final that needs the fallback.
+        ``window_s``: encode that many seconds (at least each item and a second more), not
+        Whisper's 30 s (``benchmarks/partial_window.py``: partials 3-4 times cheaper)."""
         started = time.perf_counter()
         model = self._model
+        frames = self._frames(items, window_s)
         features = np.stack(
             [
-                self._pad_or_trim(model.feature_extractor(audio)[..., :-1], self.window_frames)
+                self._pad_or_trim(model.feature_extractor(audio)[..., :-1], frames)
                 for audio, _ in items
             ]
         )
@@ -325,6 +343,15 @@ class _BatchedDecoder:
                 )
             )
         return answers
+
+    def _frames(
+        self, items: Sequence[tuple[Samples, DecodeOptions]], window_s: float | None
+    ) -> int:
+        if window_s is None:
+            return int(self.window_frames)
+        longest_s = max(len(audio) for audio, _ in items) / STREAM_RATE_HZ
+        frames = math.ceil(max(window_s, longest_s + 1.0) * FRAMES_PER_SECOND)
+        return min(frames, int(self.window_frames))
 
     def _any_tokenizer(self, options: DecodeOptions) -> Any:
         # Token counts do not depend on the language or task tokens: any tokenizer will do.
