@@ -119,7 +119,9 @@ def test_a_killed_or_drained_server_restarted_on_its_port_loses_no_word(uninterr
     assert replacement, "the fault never happened"
     assert any(e["type"] == "session.created" and e.get("continues") for e in events)
     assert_each_final_once(events)
-    assert abs(wer(reference(), transcript(events)) - uninterrupted) <= 0.03
+    # Lost words would raise the WER; a run that reads better than the uninterrupted one (its
+    # partials, and so its stable words, came at other moments) lost none.
+    assert wer(reference(), transcript(events)) - uninterrupted <= 0.03
 
 
 def test_a_switch_to_another_server_behind_a_proxy_loses_no_word(uninterrupted):
@@ -145,4 +147,6 @@ def test_a_switch_to_another_server_behind_a_proxy_loses_no_word(uninterrupted):
             server.wait()
     assert any(e["type"] == "session.created" and e.get("continues") for e in events)
     assert_each_final_once(events)
-    assert abs(wer(reference(), transcript(events)) - uninterrupted) <= 0.03
+    # Lost words would raise the WER; a run that reads better than the uninterrupted one (its
+    # partials, and so its stable words, came at other moments) lost none.
+    assert wer(reference(), transcript(events)) - uninterrupted <= 0.03
