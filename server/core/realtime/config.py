@@ -195,9 +195,10 @@ def _apply_beta(config: RealtimeConfig, session: dict[str, Any]) -> RealtimeConf
             session["input_audio_format"], BETA_FORMATS, "session.input_audio_format"
         )
         config = dataclasses.replace(config, audio_format=audio_format, rate=OPENAI_PCM_RATE_HZ)
-    if session.get("input_audio_transcription") is not None:
+    transcription = session.get("input_audio_transcription")
+    if transcription is not None:
         where = "session.input_audio_transcription"
-        config = _transcription(config, _object(session[where[8:]], where), where)
+        config = _transcription(config, _object(transcription, where), where)
     if "turn_detection" in session:
         config = _turn_detection(config, session["turn_detection"], "session.turn_detection")
     if "input_audio_noise_reduction" in session:

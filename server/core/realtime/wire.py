@@ -45,7 +45,7 @@ from server.core.realtime.config import (
     ga_session_view,
     openai_id,
 )
-from server.core.units import samples_to_ms
+from server.core.units import samples_to_ms, samples_to_seconds
 from server.core.wire import ClientEvent, Message
 
 TRANSCRIPTION = "conversation.item.input_audio_transcription"
@@ -133,7 +133,7 @@ class RealtimeWire:
                     item_id=item_id,
                 )
             )
-        seconds = (end_samples - self.buffer_start_samples) / 16000
+        seconds = samples_to_seconds(end_samples - self.buffer_start_samples)
         messages += self._committed(item_id, end_samples)
         messages.append(self._completed(item_id, "", seconds, ()))
         return messages
@@ -230,7 +230,7 @@ class RealtimeWire:
             return []
         messages = self._delta(item_id, event.text)
         self._sent.pop(item_id, None)
-        seconds = (event.end_samples - event.start_samples) / 16000
+        seconds = samples_to_seconds(event.end_samples - event.start_samples)
         messages.append(self._completed(item_id, event.text, seconds, event.words))
         return messages
 
