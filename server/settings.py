@@ -15,6 +15,7 @@ group and nothing else.
     SchedulerSettings      the inference queue: workers, batching
     LocalModelSettings     the faster-whisper backend
     RemoteSettings         the OpenAI-compatible remote backend, its retries and breaker
+    RaySettings            the Ray Serve backend (a gateway in front of model replicas)
     LogSettings            the CLI's logging set-up
 
 This module sits just above the core: every layer may import its group from here, and it
@@ -45,7 +46,7 @@ from pydantic_settings import (
 )
 
 DEFAULT_MODEL = "base"
-BACKEND_NAMES = ("local", "remote", "fake")
+BACKEND_NAMES = ("local", "remote", "ray", "fake")
 # Names OpenAI's clients send (pipecat's realtime STT defaults to gpt-realtime-whisper); all
 # served by the configured backend unless model_aliases says otherwise.
 OPENAI_MODEL_NAMES = (
@@ -269,6 +270,35 @@ class RemoteSettings(_Group):
     )
 
 
+class RaySettings(_Group):
+    """A Ray Serve deployment of the model (``streamscribe ray deploy``) behind this gateway."""
+
+    ray_address: str | None = Field(
+        default=None, description="the Ray cluster's address (host:port of its GCS, or auto)"
+    )
+    ray_app: str = Field(
+        default="streamscribe", description="the Serve application `streamscribe ray deploy` made"
+    )
+    ray_namespace: str = Field(
+        default="streamscribe", description="the Ray namespace this gateway joins as a driver"
+    )
+    ray_timeout_s: float = Field(
+        default=10.0, gt=0, description="seconds one attempt on a replica may take"
+    )
+    ray_deadline_s: float = Field(
+        default=15.0, gt=0, description="seconds a final's attempts may take, retries included"
+    )
+    ray_max_concurrent: int = Field(
+        default=64, ge=1, le=4096, description="requests this gateway has at the replicas at once"
+    )
+    ray_max_retries: int = Field(
+        default=5, ge=0, le=20, description="retries of a final on another replica"
+    )
+    ray_fallback: Literal["none", "local"] = Field(
+        default="none", description="local: load --model and answer from it when no replica can"
+    )
+
+
 class LogSettings(_Group):
     log_format: Literal["text", "json"] = Field(
         default="text", description="text, or json (one JSON object per line)"
@@ -287,6 +317,7 @@ GROUPS: tuple[type[BaseModel], ...] = (
     SchedulerSettings,
     LocalModelSettings,
     RemoteSettings,
+    RaySettings,
     LogSettings,
 )
 
@@ -301,16 +332,17 @@ class ServerSettings(
     SchedulerSettings,
     LocalModelSettings,
     RemoteSettings,
+    RaySettings,
     LogSettings,
 ):
     model_config = SettingsConfigDict(
         env_prefix="STREAMSCRIBE_", extra="forbid", populate_by_name=True, frozen=True
     )
 
-    backend: Literal["local", "remote", "fake"] = Field(
+    backend: Literal["local", "remote", "ray", "fake"] = Field(
         default="local",
-        description="speech backend: local (faster-whisper), remote (OpenAI-compatible API) "
-        "or fake (scripted answers, no model)",
+        description="speech backend: local (faster-whisper), remote (OpenAI-compatible API), "
+        "ray (a Ray Serve deployment) or fake (scripted answers, no model)",
     )
     fake_script: list[str] = Field(
         default_factory=list, description="the fake backend's answers, in turn (JSON list)"
@@ -362,13 +394,19 @@ class ServerSettings(
         return self.group(RemoteSettings)
 
     @property
+    def ray(self) -> RaySettings:
+        return self.group(RaySettings)
+
+    @property
     def logging(self) -> LogSettings:
         return self.group(LogSettings)
 
     @model_validator(mode="after")
-    def _remote_needs_url(self) -> ServerSettings:
+    def _backend_needs_address(self) -> ServerSettings:
         if self.backend == "remote" and not self.remote_url:
             raise ValueError("the remote backend needs remote_url (--remote-url)")
+        if self.backend == "ray" and not self.ray_address:
+            raise ValueError("the ray backend needs ray_address (--ray-address)")
         return self
 
     @model_validator(mode="after")
@@ -398,8 +436,10 @@ class ServerSettings(
 
     @property
     def has_local_model(self) -> bool:
-        return self.backend == "local" or (
-            self.backend == "remote" and self.remote_fallback == "local"
+        return (
+            self.backend == "local"
+            or (self.backend == "remote" and self.remote_fallback == "local")
+            or (self.backend == "ray" and self.ray_fallback == "local")
         )
 
     @classmethod

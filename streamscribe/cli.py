@@ -1,5 +1,6 @@
-"""``streamscribe`` with subcommands: ``serve`` (the server), ``stream`` (send a file) and
-``hash-key`` (a line for the API key file)."""
+"""``streamscribe`` with subcommands: ``serve`` (the server), ``stream`` (send a file), ``mic``
+and ``type`` (the microphone clients), ``ray`` (the model on a Ray cluster) and ``hash-key`` (a
+line for the API key file)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     from client import stream as stream_command
     from client import voice_typing as type_command
     from server import cli as serve_command
+    from server import ray_cli as ray_command
 
     parser = argparse.ArgumentParser(
         prog="streamscribe", description="Real-time streaming dictation."
@@ -36,6 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     type_command.add_arguments(
         commands.add_parser(
             "type", help="type what you say into any application", description=type_command.__doc__
+        )
+    )
+    ray_command.add_arguments(
+        commands.add_parser(
+            "ray",
+            help="deploy the model on a Ray cluster (for --backend ray)",
+            description=ray_command.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
     hash_key = commands.add_parser(

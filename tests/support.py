@@ -42,6 +42,36 @@ def shared_file(name: str) -> Path:
     return path
 
 
+# English files with clean references, each at least two seconds of speech.
+ENGLISH_FILES = (
+    "en_ls_1272-128104-0000.wav",
+    "en_librivox_sense_0880.wav",
+    "en_goforward.wav",
+    "en_ls_61-70968-0000.flac",
+)
+
+
+def spoken(
+    names: tuple[str, ...] | list[str], rate_hz: int = 16_000, pause_s: float = 1.5
+) -> bytes:
+    """The shared files one after another, each followed by a pause, as PCM16 at ``rate_hz``."""
+    import numpy as np
+
+    from client.sources import decode_file
+
+    pause = np.zeros(int(rate_hz * pause_s), dtype="<i2")
+    parts = []
+    for name in names:
+        parts += [np.frombuffer(decode_file(shared_file(name), rate_hz), "<i2"), pause]
+    return bytes(np.concatenate(parts).tobytes())
+
+
+def references(names: tuple[str, ...] | list[str]) -> str:
+    """The files' reference transcripts, joined."""
+    texts = {entry["file"]: entry["text"] for entry in manifest()}
+    return " ".join(texts[name] for name in names)
+
+
 def fake_settings(**overrides: Any) -> Any:
     """Settings of a server on the scripted backend (no model), as most tests run it."""
     from server.settings import ServerSettings

@@ -17,18 +17,24 @@ from client.stream import stream_pcm
 from server.core.g711 import decode_g711
 from server.settings import ServerSettings
 from server.web.app import create_app
-from tests.support import manifest, require, require_model, run, running_server, shared_file, wer
+from tests.support import (
+    ENGLISH_FILES,
+    manifest,
+    require,
+    require_model,
+    run,
+    running_server,
+    shared_file,
+    spoken,
+    wer,
+)
+from tests.support import (
+    references as reference_text,
+)
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
-# English files with clean references, each at least two seconds of speech.
-ENGLISH = [
-    "en_ls_1272-128104-0000.wav",
-    "en_librivox_sense_0880.wav",
-    "en_goforward.wav",
-    "en_ls_61-70968-0000.flac",
-]
-PAUSE_S = 1.5
+ENGLISH = ENGLISH_FILES
 COMPLETED = "conversation.item.input_audio_transcription.completed"
 DELTA = "conversation.item.input_audio_transcription.delta"
 
@@ -58,17 +64,11 @@ def server():
 
 
 def references() -> str:
-    texts = {entry["file"]: entry["text"] for entry in manifest()}
-    return " ".join(texts[name] for name in ENGLISH)
+    return reference_text(ENGLISH)
 
 
 def speech(rate_hz: int) -> bytes:
-    """The files one after another, with pauses between them, as PCM16 at ``rate_hz``."""
-    pause = np.zeros(int(rate_hz * PAUSE_S), dtype="<i2")
-    parts = []
-    for name in ENGLISH:
-        parts += [np.frombuffer(decode_file(shared_file(name), rate_hz), "<i2"), pause]
-    return np.concatenate(parts).tobytes()
+    return spoken(ENGLISH, rate_hz)
 
 
 def to_mulaw(pcm: bytes) -> bytes:

@@ -10,6 +10,9 @@ declare. The scheduler asks ``isinstance(backend, CanBatch)``; it never probes a
     ServesPartialsFrom   a choice of backends for partials           session options
     HasCircuitBreaker    a remote whose breaker state is worth       ``/stats``
                          reporting
+    ForwardsRequests     whole requests (session, utterance, kind)   the scheduler
+                         to a model service with its own queue
+    RetriesRequests      finals tried again elsewhere, counted       ``/stats``
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from typing import Protocol, runtime_checkable
 
 from typing_extensions import TypeIs
 
-from server.core.transcription import DecodeOptions, Samples, Segment, Transcription
+from server.core.transcription import (
+    DecodeOptions,
+    Samples,
+    Segment,
+    TranscribeRequest,
+    Transcription,
+)
 from server.policy.resilience import CircuitBreaker
 
 SegmentCallback = Callable[[Segment], None]
@@ -124,6 +133,24 @@ class HasCircuitBreaker(Protocol):
 
     @property
     def breaker(self) -> CircuitBreaker: ...
+
+
+@runtime_checkable
+class ForwardsRequests(Protocol):
+    """An async backend that hands the whole request to a model service which queues, orders and
+    sheds requests itself (Ray Serve replicas running our scheduler): it needs the session and
+    utterance a request belongs to, not just its audio. ``PartialShed`` when the service dropped
+    a stale partial; the answer's ``queue_ms`` is the wait inside the service."""
+
+    async def transcribe_request(self, request: TranscribeRequest) -> Transcription: ...
+
+
+@runtime_checkable
+class RetriesRequests(Protocol):
+    """Finals tried again after an attempt failed (a Ray replica that died)."""
+
+    @property
+    def retries(self) -> int: ...
 
 
 def is_async(transcriber: AnyTranscriber) -> TypeIs[AsyncTranscriber]:

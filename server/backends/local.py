@@ -122,6 +122,11 @@ class FasterWhisperTranscriber:
         self.transcribe(warmup, DecodeOptions(language="en"), final=True)
 
     @property
+    def loaded_device(self) -> str:
+        """Where the loaded model runs: cpu or cuda (``device`` may say auto)."""
+        return str(self._model.model.device) if self._model is not None else self.device
+
+    @property
     def suggested_batch_size(self) -> int:
         """Batches pay on a GPU. On CPU the encoder already fills the cores, and a batch holds
         its worker about as many times longer as it has requests, so finals wait behind it: at

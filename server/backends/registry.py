@@ -1,6 +1,7 @@
 """Backends by name, as ``--backend`` chooses them: ``local`` (faster-whisper), ``remote`` (an
-OpenAI-compatible API over httpx, optionally with the local model as fallback), ``fake``
-(scripted answers, no model).
+OpenAI-compatible API over httpx, optionally with the local model as fallback), ``ray`` (a Ray
+Serve deployment of the model, ``streamscribe ray deploy``), ``fake`` (scripted answers, no
+model).
 
 Each name maps to ``"module:function"``, imported only when that backend is built, so a server
 on the remote backend never imports faster-whisper. A builder takes the server's settings and
@@ -21,6 +22,7 @@ from server.settings import BACKEND_NAMES, ServerSettings
 BACKENDS: dict[str, str] = {
     "local": "server.backends.local:build",
     "remote": "server.backends.failover:build",
+    "ray": "server.backends.ray_gateway:build",
     "fake": "server.backends.fake:build",
 }
 assert set(BACKENDS) == set(BACKEND_NAMES)

@@ -12,8 +12,11 @@
     │   ├── LimitExceeded        a configured limit was reached (the code names it)
     │   └── ApiError             a REST request refused, with its HTTP status (OpenAI's shape)
     └── BackendError             the speech model failed on a request (mapped at the backend)
-        └── RemoteError          a remote API call failed (``retryable`` says if trying again
-                                 may help; ``trips`` that the remote is unusable as configured)
+        ├── RemoteError          a remote API call failed (``retryable`` says if trying again
+        │                        may help; ``trips`` that the remote is unusable as configured);
+        │                        also a Ray Serve replica that died or did not answer
+        └── PartialShed          a backend with its own queue dropped a stale partial (not a
+                                 failure: the session just gets no answer to that request)
 
 ``vad.errors`` are mapped onto ``InvalidAudio`` at the session boundary.
 """
@@ -81,6 +84,11 @@ class LimitExceeded(PeerError):
 
 class BackendError(StreamScribeError):
     """The speech model could not transcribe a request."""
+
+
+class PartialShed(BackendError):
+    """A model service with its own queue (a Ray Serve replica) dropped a partial that a newer
+    one superseded, or that its queue had no room for: dropped as our own queue drops one."""
 
 
 class RemoteError(BackendError):

@@ -12,7 +12,7 @@ from server.policy.auth import Authenticator, KeyStore, TokenSigner
 from server.policy.limits import SessionCounter
 from server.policy.load import LoadMonitor
 from server.runtime.metrics import Metrics
-from server.runtime.scheduler import InferenceScheduler
+from server.runtime.scheduler import InferenceRecord, InferenceScheduler
 from server.settings import AuthSettings, ServerSettings, SessionLimits, StreamingSettings
 
 LoadListener = Callable[[LoadReport], None]
@@ -55,13 +55,18 @@ class ServerContext:
             metrics=Metrics(),
         )
 
-    def record_inference(
-        self, backend: str, kind: str, run_s: float, queue_s: float, audio_s: float
-    ) -> None:
-        """Told by the scheduler of every finished request: metrics, and the finals' load."""
-        self.metrics.record_inference(backend, kind, run_s, queue_s, audio_s)
-        if kind == "final":
-            self.load.receive_final_run(run_s, time.monotonic())
+    def record_inference(self, record: InferenceRecord) -> None:
+        """Told by the scheduler of every finished request: metrics, and the finals' load (from
+        the whole round trip: a replica's queue is latency the finals feel)."""
+        self.metrics.record_inference(
+            record.backend,
+            record.kind,
+            record.run_s - record.backend_queue_s,
+            record.queue_s + record.backend_queue_s,
+            record.audio_s,
+        )
+        if record.kind == "final":
+            self.load.receive_final_run(record.run_s, time.monotonic())
 
     def update_load(self) -> None:
         """Re-read the load; tell every session when the level changes."""

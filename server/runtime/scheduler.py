@@ -30,13 +30,14 @@ from server.backends.base import (
     AnyTranscriber,
     AsyncTranscriber,
     CanBatch,
+    ForwardsRequests,
     SegmentCallback,
     ServesPartialsFrom,
     StreamsPartials,
     Transcriber,
     is_async,
 )
-from server.core.errors import BackendError
+from server.core.errors import BackendError, PartialShed
 from server.core.transcription import RequestKind, TranscribeRequest, Transcription, Usage
 from server.policy.queue import InferenceQueue
 from server.settings import SchedulerSettings
@@ -45,8 +46,22 @@ log = logging.getLogger("streamscribe.scheduler")
 
 _UNKNOWN = object()
 
-# Told of every finished request: (backend, kind, run_s, queue_s, audio_s); metrics and load.
-InferenceObserver = Callable[[str, str, float, float, float], None]
+
+@dataclass(frozen=True, slots=True)
+class InferenceRecord:
+    """One finished request, as metrics and the load monitor see it."""
+
+    backend: str
+    kind: str
+    run_s: float  # from the moment a worker took it to the answer
+    queue_s: float  # waiting for one of our workers
+    audio_s: float
+    # Of ``run_s``, the wait inside a model service with its own queue (a Ray replica).
+    backend_queue_s: float = 0.0
+
+
+# Told of every finished request: metrics and load.
+InferenceObserver = Callable[[InferenceRecord], None]
 # Told of the kind and size of every batch run (metrics).
 BatchObserver = Callable[[str, int], None]
 
@@ -329,8 +344,12 @@ class InferenceScheduler:
     async def _run_one(self, job: _Job) -> None:
         started = time.monotonic()
         answer_backend = "failed"
+        backend_queue_s = 0.0
         try:
             answer = await self._call(job)
+        except PartialShed:
+            job.cancel()  # dropped downstream, as our queue drops a stale partial
+            answer_backend = "shed"
         except BackendError as exc:
             self._failed(job, exc)
         except Exception as exc:  # a backend bug must not kill the worker
@@ -338,13 +357,15 @@ class InferenceScheduler:
             self._failed(job, BackendError(f"internal backend error: {exc}"))
         else:
             answer_backend = answer.backend or "unknown"
+            backend_queue_s = answer.queue_ms / 1000
             self._answered(job, answer, started)
         finally:
             self.queue.finished(job)
             self._has_work.set()  # a waiting chunk or partial of this utterance may run now
             run_s = time.monotonic() - started
             self.stats.busy_s += run_s
-            self._observe(job, answer_backend, run_s, started)
+            if answer_backend != "shed":
+                self._observe(job, answer_backend, run_s, started, backend_queue_s)
 
     async def _call(self, job: _Job) -> Transcription:
         request = job.request
@@ -352,6 +373,8 @@ class InferenceScheduler:
         final = request.kind is RequestKind.FINAL
         if self.is_async:
             backend = self._async_backend()
+            if isinstance(backend, ForwardsRequests):
+                return await backend.transcribe_request(request)
             return await backend.transcribe(request.audio, request.options, final=final, **extra)
         call = functools.partial(
             self._blocking_backend().transcribe,
@@ -365,7 +388,8 @@ class InferenceScheduler:
     def _answered(self, job: _Job, answer: Transcription, started: float) -> None:
         self.stats.record(answer, job.request.duration_s)
         if not job.future.done():
-            queue_ms = (started - job.enqueued_at) * 1000
+            # Our wait, and the wait inside a model service that queues too (a Ray replica).
+            queue_ms = (started - job.enqueued_at) * 1000 + answer.queue_ms
             job.future.set_result(dataclasses.replace(answer, queue_ms=queue_ms))
 
     def _failed(self, job: _Job, exc: BackendError) -> None:
@@ -373,11 +397,17 @@ class InferenceScheduler:
         if not job.future.done():
             job.future.set_exception(exc)
 
-    def _observe(self, job: _Job, backend: str, run_s: float, started: float) -> None:
+    def _observe(
+        self, job: _Job, backend: str, run_s: float, started: float, backend_queue_s: float = 0.0
+    ) -> None:
         request = job.request
         queue_s = started - job.enqueued_at
         if self.observer is not None:
-            self.observer(backend, job.kind_name, run_s, queue_s, request.duration_s)
+            self.observer(
+                InferenceRecord(
+                    backend, job.kind_name, run_s, queue_s, request.duration_s, backend_queue_s
+                )
+            )
         log.debug(
             "%s %s utterance %s request %s: %.0f ms audio, queued %.0f ms, ran %.0f ms",
             request.session_id,

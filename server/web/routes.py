@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
-from server.backends.base import AnyTranscriber, HasCircuitBreaker
+from server.backends.base import AnyTranscriber, HasCircuitBreaker, RetriesRequests
 from server.core.errors import ApiError, InvalidMessage
 from server.core.options import parse_options
 from server.core.realtime.config import (
@@ -58,6 +58,8 @@ def health_router(context: ServerContext, backend: AnyTranscriber, served_model:
         body["load"] = context.load_report.as_dict()
         if isinstance(backend, HasCircuitBreaker):
             body["remote_circuit"] = backend.breaker.state.value
+        if isinstance(backend, RetriesRequests):
+            body["backend_retries"] = backend.retries
         return body
 
     @router.get(

@@ -83,3 +83,11 @@ def test_flags_beat_the_environment_which_beats_the_file(tmp_path, monkeypatch):
     assert settings.load_recover_s == 7  # file
     assert [key.get_secret_value() for key in settings.auth.api_keys] == ["k1", "k2"]
     assert "k1" not in repr(settings)
+
+
+def test_the_ray_backend_needs_the_cluster_address():
+    with pytest.raises(ValidationError, match="ray_address"):
+        parse("--backend", "ray")
+    settings = parse("--backend", "ray", "--ray-address", "127.0.0.1:6379", "--model", "tiny.en")
+    assert settings.ray.ray_address == "127.0.0.1:6379"
+    assert not settings.has_local_model
