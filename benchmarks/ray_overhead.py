@@ -126,7 +126,10 @@ def request_path(address: str, requests: int, audio: np.ndarray) -> dict[str, fl
             samples.append((round_trip_ms, answer.inference_ms + answer.queue_ms))
         return samples
 
+    import ray
+
     samples = asyncio.run(measure())
+    ray.shutdown()  # before the cluster stops, or the driver reports its loss
     overheads = [round_trip - replica for round_trip, replica in samples]
     return {
         "requests": requests,

@@ -117,3 +117,10 @@ class TranscriberReplica:
 
 
 Transcriber = serve.deployment(name=DEPLOYMENT_NAME)(TranscriberReplica)
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """The application for a declarative Serve config (KubeRay's ``RayService``):
+    ``import_path: server.runtime.ray_replica:build_app``, ``args`` holding the ``local_model``
+    and ``scheduling`` groups."""
+    return Transcriber.bind(args)
