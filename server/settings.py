@@ -16,6 +16,7 @@ group and nothing else.
     LocalModelSettings     the faster-whisper backend
     RemoteSettings         the OpenAI-compatible remote backend, its retries and breaker
     RaySettings            the Ray Serve backend (a gateway in front of model replicas)
+    RoomSettings           meeting rooms: how many, how large, how long idle
     LogSettings            the CLI's logging set-up
 
 This module sits just above the core: every layer may import its group from here, and it
@@ -296,6 +297,17 @@ class RaySettings(_Group):
     )
 
 
+class RoomSettings(_Group):
+    """0 means unlimited, for every count."""
+
+    max_rooms_per_key: int = Field(default=20, ge=0, description="open rooms per API key")
+    max_room_speakers: int = Field(default=16, ge=0, description="sessions speaking in a room")
+    max_room_viewers: int = Field(default=200, ge=0, description="viewers following a room")
+    room_idle_timeout_s: float = Field(
+        default=3600.0, gt=0, description="a room with no speaker or viewer for this long ends"
+    )
+
+
 class LogSettings(_Group):
     log_format: Literal["text", "json"] = Field(
         default="text", description="text, or json (one JSON object per line)"
@@ -315,6 +327,7 @@ GROUPS: tuple[type[BaseModel], ...] = (
     LocalModelSettings,
     RemoteSettings,
     RaySettings,
+    RoomSettings,
     LogSettings,
 )
 
@@ -330,6 +343,7 @@ class ServerSettings(
     LocalModelSettings,
     RemoteSettings,
     RaySettings,
+    RoomSettings,
     LogSettings,
 ):
     model_config = SettingsConfigDict(
@@ -393,6 +407,10 @@ class ServerSettings(
     @property
     def ray(self) -> RaySettings:
         return self.group(RaySettings)
+
+    @property
+    def rooms(self) -> RoomSettings:
+        return self.group(RoomSettings)
 
     @property
     def logging(self) -> LogSettings:

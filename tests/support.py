@@ -79,6 +79,16 @@ def fake_settings(**overrides: Any) -> Any:
     return ServerSettings(**{"backend": "fake", "model": "fake-model", **overrides})
 
 
+async def read_until(websocket: Any, kind: str) -> list[dict[str, Any]]:
+    """The JSON events of ``websocket`` up to and including the first of type ``kind``."""
+    events = []
+    async for raw in websocket:
+        events.append(json.loads(raw))
+        if events[-1]["type"] == kind:
+            break
+    return events
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

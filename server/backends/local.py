@@ -205,6 +205,7 @@ class FasterWhisperTranscriber:
                 task=options.task,
                 beam_size=self.final_beam_size if final else self.partial_beam_size,
                 initial_prompt=options.prompt or None,
+                hotwords=options.hotwords or None,
                 condition_on_previous_text=False,
                 temperature=temperature,
                 compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
@@ -380,14 +381,17 @@ class _BatchedDecoder:
 
     @staticmethod
     def _prompt_tokens(tokenizer: Any, options: DecodeOptions) -> tuple[list[int], list[int]]:
-        """The prompt's tokens in two parts: the client's own (kept whole) and the carried
+        """The prompt's tokens in two parts: the keywords and the client's own prompt (kept
+        whole; keywords first, as faster-whisper orders its ``hotwords``), and the carried
         text (whose oldest tokens may go)."""
         prompt = options.prompt.strip()
         carried_chars = min(max(options.carried_prompt_chars, 0), len(prompt))
         fixed = prompt[: len(prompt) - carried_chars].strip()
         carried = prompt[len(prompt) - carried_chars :].strip()
+        hotwords = options.hotwords.strip()
         return (
-            tokenizer.encode(" " + fixed) if fixed else [],
+            (tokenizer.encode(" " + hotwords) if hotwords else [])
+            + (tokenizer.encode(" " + fixed) if fixed else []),
             tokenizer.encode(" " + carried) if carried else [],
         )
 

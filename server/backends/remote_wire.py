@@ -54,8 +54,10 @@ def form_fields(
     fields = [("model", model), ("response_format", response_format)]
     if options.task != "translate" and options.language:
         fields.append(("language", options.language))
-    if options.prompt:
-        fields.append(("prompt", options.prompt))
+    # The API has no keywords field for these models: they lead the prompt, as a glossary.
+    prompt = " ".join(part for part in (options.hotwords, options.prompt) if part)
+    if prompt:
+        fields.append(("prompt", prompt))
     fields.append(("temperature", f"{options.temperature:g}"))
     if response_format == "verbose_json":
         fields.append(("timestamp_granularities[]", "segment"))

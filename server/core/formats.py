@@ -178,10 +178,10 @@ def _joined(words: list[Word]) -> str:
 
 
 def _cue(words: list[Word]) -> Cue:
-    return Cue(words[0].start_s, words[-1].end_s, _wrap(_joined(words)))
+    return Cue(words[0].start_s, words[-1].end_s, wrap(_joined(words)))
 
 
-def _wrap(text: str) -> str:
+def wrap(text: str) -> str:
     """At most two lines of about ``LINE_CHARS``, broken at the space nearest the middle."""
     if len(text) <= LINE_CHARS:
         return text

@@ -18,6 +18,8 @@ AUDIO_FORMAT_OPTIONS = frozenset(
     {"sample_rate", "encoding", "vad", "vad_aggressiveness", "vad_threshold"}
 )
 Encoding = Literal["pcm16", "g711_ulaw", "g711_alaw"]
+MAX_KEYWORDS = 100
+MAX_KEYWORD_CHARS = 50
 
 
 class SessionOptions(BaseModel):
@@ -49,6 +51,22 @@ class SessionOptions(BaseModel):
     word_timestamps: bool = Field(
         default=False, description="finals carry their words with times and probabilities"
     )
+    include: tuple[Literal["words"], ...] = Field(
+        default=(),
+        description='["words"]: finals carry their words (stream times, probabilities); the '
+        "same as word_timestamps",
+    )
+    task: Literal["transcribe", "translate"] = Field(
+        default="transcribe",
+        description="translate: partials and finals in English, whatever is spoken "
+        "(multilingual models only)",
+    )
+    keywords: tuple[str, ...] = Field(
+        default=(),
+        max_length=MAX_KEYWORDS,
+        description="names and jargon to spell right (up to 100, each up to 50 characters): "
+        "the model's hotwords, kept apart from the carried prompt",
+    )
     partials: bool = True
     partial_backend: Literal["auto", "remote", "local"] = Field(
         default="auto",
@@ -67,6 +85,26 @@ class SessionOptions(BaseModel):
             if not value.isalpha() or not 2 <= len(value) <= 3:
                 raise ValueError("language must be an ISO-639-1 code such as 'en', or 'auto'")
         return value
+
+    @field_validator("include", "keywords", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """Lists come as JSON arrays in ``session.update`` and as "a,b" in a query string."""
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("keywords")
+    @classmethod
+    def _short_keywords(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        keywords = tuple(keyword.strip() for keyword in value if keyword.strip())
+        if any(len(keyword) > MAX_KEYWORD_CHARS for keyword in keywords):
+            raise ValueError(f"each keyword must be at most {MAX_KEYWORD_CHARS} characters")
+        return keywords
+
+    @property
+    def wants_words(self) -> bool:
+        return self.word_timestamps or "words" in self.include
 
     @model_validator(mode="after")
     def _g711_is_8_khz(self) -> SessionOptions:

@@ -240,6 +240,8 @@ def event_message(
     )
     if event.usage is not None:
         message["usage"] = event.usage.as_dict()
+    if event.words:
+        message["words"] = stream_words(event)
     if event.failover_reason:
         message["failover_reason"] = event.failover_reason
     if event.retried:
@@ -247,3 +249,17 @@ def event_message(
     if event.dropped:
         message["dropped"] = event.dropped
     return message
+
+
+def stream_words(event: FinalText) -> list[dict[str, Any]]:
+    """The final's words on the stream clock (the model times them from its audio's start)."""
+    offset_ms = samples_to_ms(event.start_samples)
+    return [
+        {
+            "word": word.word.strip(),
+            "start_ms": offset_ms + round(word.start_s * 1000),
+            "end_ms": offset_ms + round(word.end_s * 1000),
+            "probability": round(word.probability, 4),
+        }
+        for word in event.words
+    ]

@@ -45,8 +45,17 @@ def _normalized(text: str) -> str:
     return re.sub(r"[^\w ]+", "", text.lower()).strip()
 
 
-def segment_problem(segment: Segment, thresholds: QualityThresholds) -> str | None:
-    """Why a segment should be dropped, or None to keep it."""
+def keyword_words(hotwords: str) -> frozenset[str]:
+    """The words of a session's keywords (``DecodeOptions.hotwords``), normalised."""
+    return frozenset(_normalized(hotwords).split())
+
+
+def segment_problem(
+    segment: Segment, thresholds: QualityThresholds, keywords: frozenset[str] = frozenset()
+) -> str | None:
+    """Why a segment should be dropped, or None to keep it. A segment made only of the
+    session's keywords, from a window that may hold no speech, is the model reading its
+    keywords back (tiny.en says "Abigail Claflin" on silence when told that name)."""
     if segment.compression_ratio > thresholds.max_compression_ratio:
         return "repetition"
     if segment.no_speech_prob > thresholds.no_speech_prob and segment.avg_logprob < -0.5:
@@ -59,17 +68,21 @@ def segment_problem(segment: Segment, thresholds: QualityThresholds) -> str | No
     )
     if suspicious and _normalized(segment.text) in KNOWN_HALLUCINATIONS:
         return "known_hallucination"
+    words = set(_normalized(segment.text).split())
+    if suspicious and keywords and words and words <= keywords:
+        return "keyword_echo"
     return None
 
 
 def filter_transcription(
-    transcription: Transcription, thresholds: QualityThresholds
+    transcription: Transcription, thresholds: QualityThresholds, hotwords: str = ""
 ) -> tuple[str, str | None]:
     """The text of the segments worth keeping, and why the rest was dropped (if any was)."""
     kept: list[str] = []
     reasons: list[str] = []
+    keywords = keyword_words(hotwords)
     for segment in transcription.segments:
-        problem = segment_problem(segment, thresholds)
+        problem = segment_problem(segment, thresholds, keywords)
         if problem is None:
             kept.append(segment.text)
         else:

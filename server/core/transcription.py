@@ -36,6 +36,9 @@ class DecodeOptions:
     # glossary) is kept whole.
     carried_prompt_chars: int = 0
     task: str = "transcribe"
+    # Names and jargon the model should spell right (faster-whisper's ``hotwords``): kept apart
+    # from ``prompt``, so carried text never pushes them out and a batch never cuts them.
+    hotwords: str = ""
     temperature: float = 0.0
     # Which backend serves partials where there are two (a remote and a local model):
     # "auto", "remote" or "local". Finals always go to the primary backend.

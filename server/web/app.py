@@ -6,6 +6,7 @@ context from the settings, and mounts each protocol adapter and route module:
     /v1/audio/*, /v1/models          OpenAI's audio REST API (openai_api)
     /healthz /readyz /stats /metrics health and operations (routes)
     /v1/realtime/client_secrets      browser tokens (routes)
+    /v1/rooms/*                      meeting rooms (room_routes, rooms)
     /, /watch/{id}, /static          the browser pages (routes)
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, WebSocket
@@ -34,6 +36,8 @@ from server.web.live_session import LiveSessionRegistry
 from server.web.openai_api import build_router
 from server.web.realtime_endpoint import handle_realtime
 from server.web.registry import LiveSessions
+from server.web.room_routes import room_router, sweep_rooms
+from server.web.rooms import RoomRegistry
 from server.web.routes import WEB_DIR, health_router, page_router, token_router
 from server.web.stream_endpoint import handle_stream, handle_watch
 
@@ -47,14 +51,22 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
     scheduler.batch_observer = context.metrics.record_batch
     registry: LiveSessionRegistry = LiveSessions()
     context.load_listeners.append(registry.receive_load)
+    rooms = RoomRegistry(
+        settings.rooms,
+        settings.streaming,
+        logging.LoggerAdapter(logging.getLogger("streamscribe.rooms")),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.loading = asyncio.create_task(scheduler.start())
         load_watcher = asyncio.create_task(context.watch_load(), name="load-watcher")
+        room_sweeper = asyncio.create_task(sweep_rooms(rooms), name="room-sweeper")
         try:
             yield
         finally:
+            rooms.close_all()
+            room_sweeper.cancel()
             load_watcher.cancel()
             app.state.loading.cancel()
             await scheduler.close()
@@ -69,9 +81,11 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
     app.state.scheduler = scheduler
     app.state.context = context
     app.state.live_sessions = registry
+    app.state.rooms = rooms
     app.include_router(build_router(settings, lambda: backend.multilingual))
     app.include_router(health_router(context, backend, settings.served_model))
     app.include_router(token_router(context, settings.model_routes))
+    app.include_router(room_router(context, rooms))
     app.include_router(page_router())
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes)
     app.add_middleware(AccessMiddleware, context=context)
@@ -86,7 +100,7 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
-        await handle_stream(websocket, context, registry)
+        await handle_stream(websocket, context, registry, rooms)
 
     @app.websocket("/v1/realtime")
     async def realtime(websocket: WebSocket) -> None:

@@ -21,6 +21,7 @@ ROUTES = (
     "/v1/audio/transcriptions",
     "/v1/audio/translations",
     "/v1/realtime/client_secrets",
+    "/v1/rooms",
     "/v1/models",
     "/metrics",
     "/stats",
@@ -40,6 +41,8 @@ def route_label(path: str) -> str:
         return "/watch/{id}"
     if path.startswith("/static/"):
         return "/static"
+    if path.startswith("/v1/rooms/"):
+        return "/v1/rooms/{id}/transcript" if _is_room_transcript(path) else "/v1/rooms/{id}"
     return path if path in ROUTES else "other"
 
 
@@ -74,6 +77,8 @@ class AccessMiddleware:
         path = scope["path"]
         if not authenticator.enabled or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             return None
+        if _is_room_transcript(path) and scope["method"] == "GET":
+            return None  # its watch_token is the credential, as for the room's viewers
         if scope["method"] == "OPTIONS":
             return None  # CORS preflight carries no credentials
         headers = dict(scope["headers"])
@@ -89,6 +94,10 @@ class AccessMiddleware:
             )
         scope.setdefault("state", {})["principal"] = principal
         return None
+
+
+def _is_room_transcript(path: str) -> bool:
+    return path.startswith("/v1/rooms/") and path.endswith("/transcript")
 
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:

@@ -128,7 +128,7 @@ class LiveSession:
         self.finished = asyncio.Event()
         self.log = logging.LoggerAdapter(log, {"session_id": self.session_id})
         self.machine = StateMachine(LIVE_TRANSITIONS, LiveState.NEW, name=self.session_id)
-        self.watchers = Watchers(self.session_id, self.settings, self.log)
+        self.watchers = Watchers(self.settings, self.log)
         self.final_log = FinalLog()
         self.received = ReceivedAudio()  # binary messages numbered, and which are final-safe
         self.unacked_s = 0.0  # audio seconds since the last input_audio.ack

@@ -1,5 +1,6 @@
-"""Session options whose valid values depend on this server: the model and the backend that
-answers partials. Checked when a session opens and at each ``session.update``."""
+"""Session options whose valid values depend on this server: the model, the backend that
+answers partials, and translation (multilingual models only). Checked when a session opens and
+at each ``session.update``."""
 
 from __future__ import annotations
 
@@ -22,5 +23,11 @@ def check_session_choices(context: ServerContext, changes: dict[str, Any]) -> No
         raise InvalidMessage(
             f"partial_backend {choice!r} is not available here; this server has: "
             f"{', '.join(available)}",
+            code="invalid_session",
+        )
+    if changes.get("task") == "translate" and not context.scheduler.transcriber.multilingual:
+        raise InvalidMessage(
+            "task translate needs a multilingual model; this server's model is English-only "
+            f"({', '.join(context.served_models)})",
             code="invalid_session",
         )

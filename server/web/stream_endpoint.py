@@ -22,6 +22,7 @@ from server.core.session import Session, default_detector
 from server.policy.auth import Principal, bearer, same_secret
 from server.web.admission import admit, check_open, check_origin
 from server.web.live_session import LiveSession, LiveSessionRegistry
+from server.web.rooms import Room, RoomRegistry
 from server.web.session_choices import check_session_choices
 from server.web.ws_link import refuse
 
@@ -29,10 +30,14 @@ if TYPE_CHECKING:
     from server.runtime.context import ServerContext
 
 RESUME_PARAMS = ("session_id", "resume_token", "last_final_id")
+ROOM_PARAMS = ("room_id", "join_token", "speaker")
 
 
 async def handle_stream(
-    websocket: WebSocket, context: ServerContext, registry: LiveSessionRegistry
+    websocket: WebSocket,
+    context: ServerContext,
+    registry: LiveSessionRegistry,
+    rooms: RoomRegistry | None = None,
 ) -> None:
     await websocket.accept()
     try:
@@ -42,7 +47,7 @@ async def handle_stream(
         if "session_id" in websocket.query_params:
             live, last_final_id = _find_resumable(websocket, registry, principal)
         else:
-            live = _new_session(websocket, context, registry, principal)
+            live = _new_session(websocket, context, registry, principal, rooms)
             last_final_id = None
     except PeerError as exc:
         close = CLOSE_TRY_AGAIN_LATER if isinstance(exc, LimitExceeded) else CLOSE_POLICY
@@ -65,19 +70,38 @@ def _new_session(
     context: ServerContext,
     registry: LiveSessionRegistry,
     principal: Principal,
+    rooms: RoomRegistry | None,
 ) -> LiveSession:
     params = {
-        key: value for key, value in websocket.query_params.items() if key not in RESUME_PARAMS
+        key: value
+        for key, value in websocket.query_params.items()
+        if key not in RESUME_PARAMS + ROOM_PARAMS
     }
     params.setdefault("vad", context.streaming.default_vad)
     options = protocol.options_from_query(params)
     principal.check_pinned(options.model_dump(include=set(params)))
     if principal.pinned:
         options = options.updated(principal.pinned)
-    check_session_choices(context, options.model_dump(include={"model", "partial_backend"}))
+    check_session_choices(context, options.model_dump(include={"model", "partial_backend", "task"}))
+    room = _room_to_join(websocket, rooms)
     session = Session(protocol.new_session_id(), options, detector_factory=default_detector)
     admit(context, principal)
-    return LiveSession(context, registry, session, principal)
+    live = LiveSession(context, registry, session, principal)
+    if room is not None:
+        seat = room.join(session.session_id, websocket.query_params.get("speaker", ""))
+        live.watchers.listeners.append(seat.receive)
+    return live
+
+
+def _room_to_join(websocket: WebSocket, rooms: RoomRegistry | None) -> Room | None:
+    """The room a new session speaks in (``room_id``, ``join_token``, ``speaker``), checked
+    before the session is admitted."""
+    params = websocket.query_params
+    if "room_id" not in params or rooms is None:
+        return None
+    room = rooms.find(params["room_id"], params.get("join_token", ""), joining=True)
+    room.check_can_join(params.get("speaker", ""))
+    return room
 
 
 def _find_resumable(
@@ -116,7 +140,10 @@ async def handle_watch(
                 "no running session with that id and watch token (it may have ended)",
                 code="watch_failed",
             )
-        await live.watchers.serve(websocket, live.final_log.finals())
+        finals = live.final_log.finals()
+        await live.watchers.serve(
+            websocket, [protocol.watch_started(session_id, len(finals)), *finals]
+        )
     except PeerError as exc:
         context.metrics.record_error(exc.code)
         close = CLOSE_TRY_AGAIN_LATER if isinstance(exc, LimitExceeded) else CLOSE_POLICY

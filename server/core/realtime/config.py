@@ -12,8 +12,8 @@ onto our session options. Pure: dicts in, dicts out.
                                                                          served names, echoed
       .language / .languages              .language                      language (several
                                                                          languages: detect)
-      .prompt, .keywords                  .prompt                        prompt (keywords join
-                                                                         it as a glossary)
+      .prompt, .keywords                  .prompt                        prompt, keywords (the
+                                                                         model's hotwords)
     audio.input.turn_detection          turn_detection
       null                                null                           turn_detection manual:
                                                                          only commits end items
@@ -111,7 +111,6 @@ class RealtimeConfig:
 
     def option_values(self) -> dict[str, Any]:
         """Our session options as this configuration asks for them."""
-        glossary = ", ".join(self.keywords)
         turn = self.turn
         silence_ms = turn.silence_duration_ms
         if turn.kind == "semantic_vad":
@@ -120,7 +119,8 @@ class RealtimeConfig:
             "sample_rate": self.sample_rate,
             "encoding": ENCODINGS[self.audio_format],
             "language": self.language,
-            "prompt": " ".join(part for part in (self.prompt.strip(), glossary) if part),
+            "prompt": self.prompt.strip(),
+            "keywords": self.keywords,
             "prefix_padding_ms": turn.prefix_padding_ms,
             "silence_duration_ms": silence_ms,
             "vad_threshold": turn.threshold,

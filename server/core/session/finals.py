@@ -97,7 +97,8 @@ class FinalsInOrder:
             return failure_event(utterance.utterance_id, utterance.final_failed)
         answer = utterance.final_answer
         assert answer is not None
-        text, dropped = filter_transcription(answer, self.thresholds)
+        hotwords = request.options.hotwords
+        text, dropped = filter_transcription(answer, self.thresholds, hotwords)
         if utterance.end_reason != "max_duration":
             text = utterance.agreement.finalize(text)
         # else: partials heard audio past the cut, so their stable words may belong to the next

@@ -120,7 +120,7 @@ def retried_final(
         failed.reason,
         failed.retry_request,
         answer,
-        filter_transcription(answer, thresholds),
+        filter_transcription(answer, thresholds, failed.retry_request.options.hotwords),
         session_language,
     )
     return dataclasses.replace(final, retried=True)
@@ -152,7 +152,7 @@ def apply_partial(
     if request.request_id <= utterance.applied_partial_id or utterance.final_request is not None:
         return []  # stale, or the stable words are already frozen into a final request
     utterance.applied_partial_id = request.request_id
-    text, _ = filter_transcription(answer, thresholds)
+    text, _ = filter_transcription(answer, thresholds, request.options.hotwords)
     stable, unstable = utterance.agreement.receive_hypothesis(text)
     if (stable, unstable) == utterance.last_partial or not (stable or unstable):
         return []
@@ -170,7 +170,7 @@ def hear_speculative(
     request = utterance.final_request
     if utterance.state is not UtteranceState.PAUSED or request is None:
         return []
-    text, _ = filter_transcription(answer, thresholds)
+    text, _ = filter_transcription(answer, thresholds, request.options.hotwords)
     stable, unstable = utterance.agreement.receive_hypothesis(text)
     if (stable, unstable) == utterance.last_partial or not (stable or unstable):
         return []

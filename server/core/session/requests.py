@@ -50,8 +50,10 @@ class RequestMaker:
             prompt=self.prompt.prompt(),
             carried_prompt_chars=len(self.prompt.carried),
             partial_backend=self.options.partial_backend,
+            task=self.options.task,
+            hotwords=", ".join(self.options.keywords),
             # Only finals: a partial's words are shown once and replaced.
-            word_timestamps=self.options.word_timestamps and kind is RequestKind.FINAL,
+            word_timestamps=self.options.wants_words and kind is RequestKind.FINAL,
         )
 
     def _request(

@@ -86,7 +86,8 @@ def test_ga_updates_apply_only_the_fields_they_name():
     )
     values = config.option_values()
     assert values["encoding"] == "g711_ulaw" and values["sample_rate"] == 8000
-    assert values["language"] == "de" and values["prompt"] == "Ölz"  # keywords stay a glossary
+    assert values["language"] == "de" and values["prompt"] == ""
+    assert values["keywords"] == ("Ölz",)  # kept apart from the prompt
     assert values["silence_duration_ms"] == 700 and values["turn_detection"] == "vad"
     assert values["word_timestamps"] is True and config.noise_reduction == {"type": "near_field"}
 
