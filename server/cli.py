@@ -97,7 +97,7 @@ def serve(settings: ServerSettings) -> int:
         resolve_model(settings.model, settings.cache_dir)
     if settings.backend == "remote":
         check_remote(settings)
-    app = create_app(settings)
+    app = create_app(settings, on_ready=lambda line: print(line, flush=True))
     server = build_server(
         app,
         host=settings.host,

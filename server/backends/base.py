@@ -13,6 +13,7 @@ declare. The scheduler asks ``isinstance(backend, CanBatch)``; it never probes a
     ForwardsRequests     whole requests (session, utterance, kind)   the scheduler
                          to a model service with its own queue
     RetriesRequests      finals tried again elsewhere, counted       ``/stats``
+    DescribesItself      what runs: model, device, compute type     ``serve``'s ready line
 """
 
 from __future__ import annotations
@@ -151,6 +152,14 @@ class RetriesRequests(Protocol):
 
     @property
     def retries(self) -> int: ...
+
+
+@runtime_checkable
+class DescribesItself(Protocol):
+    """One line on what answers requests, once loaded (``cpu, int8``; a remote's URL)."""
+
+    @property
+    def description(self) -> str: ...
 
 
 def is_async(transcriber: AnyTranscriber) -> TypeIs[AsyncTranscriber]:

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from server.backends.base import Transcriber
+from server.backends.base import DescribesItself, Transcriber
 from server.backends.remote import RemoteTranscriber
 from server.core.errors import RemoteError
 from server.core.transcription import DecodeOptions, Samples, Segment, Transcription
@@ -64,6 +64,12 @@ class FailoverTranscriber:
     @property
     def streams_partials(self) -> bool:
         return self.remote.streams_partials
+
+    @property
+    def description(self) -> str:
+        local = self.local
+        fallback = f"; fallback {local.description}" if isinstance(local, DescribesItself) else ""
+        return f"remote {self.remote.model} at {self.remote.base_url}{fallback}"
 
     @property
     def breaker(self) -> CircuitBreaker:

@@ -122,6 +122,13 @@ class FasterWhisperTranscriber:
         self.transcribe(warmup, DecodeOptions(language="en"), final=True)
 
     @property
+    def description(self) -> str:
+        if self._model is None:
+            return f"{self.model_name} (not loaded)"
+        model = self._model.model
+        return f"{self.model_name} on {model.device}, {model.compute_type}"
+
+    @property
     def loaded_device(self) -> str:
         """Where the loaded model runs: cpu or cuda (``device`` may say auto)."""
         return str(self._model.model.device) if self._model is not None else self.device

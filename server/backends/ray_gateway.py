@@ -129,6 +129,11 @@ class RayTranscriber:
     async def close(self) -> None:
         self._handle = None
 
+    @property
+    def description(self) -> str:
+        settings = self.settings
+        return f"{self.model} on the Ray application {settings.ray_app!r} at {settings.ray_address}"
+
     # ------------------------------------------------------------------ requests
 
     async def transcribe(

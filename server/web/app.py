@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server.backends.base import AnyTranscriber
+from server.backends.base import AnyTranscriber, DescribesItself
 from server.backends.registry import make_transcriber
 from server.core.errors import ApiError
 from server.runtime.context import ServerContext
@@ -42,8 +42,14 @@ from server.web.routes import WEB_DIR, health_router, page_router, token_router
 from server.web.stream_endpoint import handle_stream, handle_watch
 
 
-def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = None) -> FastAPI:
-    """Build the app. ``transcriber`` overrides the backend named in ``settings`` (tests)."""
+def create_app(
+    settings: ServerSettings,
+    transcriber: AnyTranscriber | None = None,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """Build the app. ``transcriber`` overrides the backend named in ``settings`` (tests);
+    ``on_ready`` is told, once the model is ready, where the page is and what runs."""
     backend = transcriber if transcriber is not None else make_transcriber(settings)
     scheduler = InferenceScheduler(backend, settings.scheduling)
     context = ServerContext.build(settings, scheduler)
@@ -62,6 +68,8 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
         app.state.loading = asyncio.create_task(scheduler.start())
         load_watcher = asyncio.create_task(context.watch_load(), name="load-watcher")
         room_sweeper = asyncio.create_task(sweep_rooms(rooms), name="room-sweeper")
+        if on_ready is not None:
+            app.state.announcing = asyncio.create_task(announce(on_ready))
         try:
             yield
         finally:
@@ -70,6 +78,11 @@ def create_app(settings: ServerSettings, transcriber: AnyTranscriber | None = No
             load_watcher.cancel()
             app.state.loading.cancel()
             await scheduler.close()
+
+    async def announce(tell: Callable[[str], None]) -> None:
+        await scheduler.ready.wait()
+        what = backend.description if isinstance(backend, DescribesItself) else settings.model
+        tell(f"StreamScribe is ready at http://{settings.host}:{settings.port}/ ({what})")
 
     app = FastAPI(
         title="StreamScribe",

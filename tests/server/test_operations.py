@@ -23,7 +23,15 @@ from server.core.errors import Unauthorized, UsageError
 from server.policy.auth import KeyStore, TokenSigner, key_line, parse_key_file
 from server.web.app import create_app
 from tests.audio import bursts, pcm16, wav_bytes
-from tests.support import ROOT, TIMEOUT_S, fake_settings, run, running_server, server_process
+from tests.support import (
+    ROOT,
+    TIMEOUT_S,
+    fake_settings,
+    require_model,
+    run,
+    running_server,
+    server_process,
+)
 
 SPEECH = pcm16(bursts(300, 1500, 900, 1200, 900))
 
@@ -248,3 +256,13 @@ def test_tokens_cannot_be_forged_or_reused_after_expiry():
     for bad in (forged, token + "x", "sst_", "sst_....", TokenSigner(b"other").issue("a", 2000)):
         with pytest.raises(Unauthorized):
             signer.verify(bad, now=0)
+
+
+@pytest.mark.model
+def test_serve_says_once_ready_where_the_page_is_and_what_runs():
+    require_model("tiny.en")
+    process, port = server_process("--model", "tiny.en", "--compute-type", "int8")
+    process.terminate()
+    stdout, _ = process.communicate(timeout=TIMEOUT_S)
+    # CTranslate2 names the type it runs: int8 weights compute in float32 on a CPU.
+    assert f"StreamScribe is ready at http://127.0.0.1:{port}/ (tiny.en on cpu, int8" in stdout
