@@ -1,5 +1,8 @@
 // The transcript on screen: finals in black (one element each, in utterance order, never
-// duplicated), the current partial in grey after them. Used by the capture and watch pages.
+// duplicated, after the time their speech started), the current partial in grey after them.
+// Used by the capture and watch pages.
+
+import { clock } from "./room-view.js";
 
 export class TranscriptView {
   constructor(container) {
@@ -34,13 +37,17 @@ export class TranscriptView {
     const later = [...this.container.querySelectorAll(".final")].find(
       (element) => Number(element.dataset.utteranceId) > event.utterance_id,
     );
-    this.container.insertBefore(line, later ?? this.partial);
+    const stamp = document.createElement("time");
+    stamp.className = "stamp";
+    stamp.textContent = clock(event.start_ms ?? 0);
+    this.container.insertBefore(line, later?.previousElementSibling ?? later ?? this.partial);
+    this.container.insertBefore(stamp, line);
     this.scroll();
   }
 
   clear() {
     this.finals.clear();
-    this.container.querySelectorAll(".final").forEach((element) => element.remove());
+    this.container.querySelectorAll(".final, .stamp").forEach((element) => element.remove());
     this.partial.textContent = "";
   }
 

@@ -16,7 +16,7 @@ from server.runtime.context import ServerContext
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})
 # The pages and their scripts hold no data; the websockets they open are checked.
-OPEN_PREFIXES = ("/static/", "/watch/")
+OPEN_PREFIXES = ("/static/", "/watch/", "/rooms/")
 ROUTES = (
     "/v1/audio/transcriptions",
     "/v1/audio/translations",
@@ -39,6 +39,8 @@ def route_label(path: str) -> str:
         return "/v1/models/{id}"
     if path.startswith("/watch/"):
         return "/watch/{id}"
+    if path.startswith("/rooms/"):
+        return "/rooms/{id}"
     if path.startswith("/static/"):
         return "/static"
     if path.startswith("/v1/rooms/"):

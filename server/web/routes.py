@@ -127,6 +127,11 @@ def page_router() -> APIRouter:
         """The browser microphone page."""
         return FileResponse(WEB_DIR / "index.html")
 
+    @router.get("/rooms/{room_id}")
+    async def room_page(room_id: str) -> FileResponse:
+        """A meeting room's shared live transcript (the viewer link adds its watch_token)."""
+        return FileResponse(WEB_DIR / "room.html")
+
     @router.get("/watch/{session_id}")
     async def watch_page(session_id: str) -> FileResponse:
         """Read-only live captions of a session (the share link adds its watch_token)."""
