@@ -14,7 +14,10 @@ Rules (positions are sample counts at 16 kHz from the start of the stream):
     SPEAKING  unvoiced        trailing silence >= end padding             SpeechPaused(end)
     SPEAKING  unvoiced        trailing silence >= silence duration        -> IDLE, SpeechEnded(end)
                               (unless ``end_on_silence`` is off: then
-                              only a commit or the max duration ends it)
+                              only a commit or the max duration ends it);
+                              once the utterance is ``long_utterance_ms``
+                              long, a ``long_utterance_silence_ms`` pause
+                              is enough
     SPEAKING  any             utterance length >= max duration            SpeechEnded(cut) and
                                                                           SpeechStarted(cut) at the
                                                                           quietest recent frame
@@ -65,6 +68,11 @@ class SegmenterOptions:
     cut_search_ms: int = 3_000
     # Off for clients that decide turns themselves (OpenAI's ``turn_detection: null``).
     end_on_silence: bool = True
+    # Continuous speech (reading, a lecture) pauses briefly between phrases but rarely for a
+    # whole silence window: once an utterance is this long (0: half the max duration), a short
+    # pause ends it, so its final comes then instead of after a forced cut seconds later.
+    long_utterance_ms: int = 0
+    long_utterance_silence_ms: int = 250
 
     def samples(self, milliseconds: int) -> int:
         return milliseconds * STREAM_RATE_HZ // 1000
@@ -221,7 +229,7 @@ class Segmenter:
             trailing = frame_end - self._last_voiced_end
             end_padding = self._end_padding_ms()
             end = self._last_voiced_end + options.samples(end_padding)
-            if options.end_on_silence and trailing >= options.samples(options.silence_duration_ms):
+            if options.end_on_silence and trailing >= self._silence_needed_samples(frame_end):
                 events.append(SpeechEnded(end, "silence"))
                 self._become_idle(end)
                 return events
@@ -233,6 +241,15 @@ class Segmenter:
         ):
             events.extend(self._cut_at_quietest_point(frame_end))
         return events
+
+    def _silence_needed_samples(self, frame_end: int) -> int:
+        """The silence that ends the utterance now: the window, or a short pause once long."""
+        options = self.options
+        window = options.samples(options.silence_duration_ms)
+        long_after = options.long_utterance_ms or options.max_utterance_duration_ms // 2
+        if frame_end - self.utterance_start_samples < options.samples(long_after):
+            return window
+        return min(window, options.samples(max(options.long_utterance_silence_ms, 1)))
 
     def _cut_at_quietest_point(self, frame_end: int) -> list[SegmentEvent]:
         # Never cut in the first half of the utterance: that would leave a stub final.

@@ -81,6 +81,23 @@ def test_long_speech_is_cut_at_the_quietest_point_within_the_maximum():
     assert restarted == SpeechStarted(cut)
 
 
+def test_a_short_pause_ends_an_utterance_only_once_it_is_long():
+    # 3 s of speech, a 300 ms pause, 6 s more, a 300 ms pause, then 2 s: the first pause comes
+    # before the utterance is 7.5 s long (half the 15 s maximum) and does not end it; the
+    # second comes after, and does.
+    events = run_segmenter(bursts(500, 3000, 300, 6000, 300, 2000, 1000))
+    ends = [e for e in events if isinstance(e, SpeechEnded)]
+    assert [e.reason for e in ends] == ["silence", "silence"]
+    first_end_ms = ends[0].end_samples / MS
+    assert 500 + 3000 + 300 + 6000 <= first_end_ms <= 500 + 3000 + 300 + 6000 + 300
+    # A window longer than the short pause is kept where the client asked for a shorter one.
+    quick = SegmenterOptions(silence_duration_ms=200, long_utterance_silence_ms=250)
+    ends = [
+        e for e in run_segmenter(bursts(500, 3000, 300, 1000), quick) if isinstance(e, SpeechEnded)
+    ]
+    assert len(ends) == 2
+
+
 def test_commit_promotes_a_short_candidate():
     segmenter = Segmenter(EnergyDetector(), SegmenterOptions(min_speech_duration_ms=500))
     assembler = FrameAssembler(480)

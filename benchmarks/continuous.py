@@ -1,0 +1,135 @@
+"""Continuous speech: how long after each cut point its words arrive as a final.
+
+Readings without long pauses (a sonnet, a fast talk) are streamed at real-time pace in 20 ms
+messages to a fresh server. Every final ends at a cut point in the stream (``end_ms``): where
+a pause ended the utterance, or where ``max_utterance_duration_ms`` forced a cut. The client
+knows when it sent the audio at that point (start of sending + ``end_ms``, at real-time pace),
+so "cut point to final" is measured the same way whatever ended the utterance. Reported per
+model and file: finals by reason, cut point to final p50/p95/max, and the WER.
+
+Usage: python benchmarks/continuous.py [--models tiny.en,base] [--label after] [--record]
+JSON: benchmarks/results/continuous/<date>-<commit>-<label>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from remote_overhead import start_server, stop  # noqa: E402
+from streaming_latency import SHARED, percentile, wer  # noqa: E402
+
+from client.sources import decode_file  # noqa: E402
+from client.stream import stream_pcm  # noqa: E402
+
+FILES = ["en_librivox_sonnet001.mp3", "en_mfa_acoustic_corpus.wav"]
+RESULTS_DIR = ROOT / "benchmarks" / "results" / "continuous"
+
+
+def reference(name: str) -> str:
+    for line in (SHARED / "manifest.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if entry["file"] == name:
+            return str(entry["text"])
+    raise KeyError(name)
+
+
+def measure(port: int, name: str) -> dict:
+    pcm = decode_file(SHARED / name, 16_000) + b"\x00\x00" * 16_000 * 2
+    arrivals: list[tuple[float, dict]] = []
+
+    async def run() -> tuple[float, str]:
+        def on_event(event: dict) -> None:
+            if event["type"] == "transcript.final":
+                arrivals.append((time.monotonic(), event))  # the clock of ``started_at``
+
+        result = await stream_pcm(
+            f"ws://127.0.0.1:{port}/v1/stream",
+            pcm,
+            speed=1.0,
+            chunk_ms=20,
+            options={"language": "en"},
+            on_event=on_event,
+        )
+        return result.started_at, result.text
+
+    started_at, text = asyncio.run(run())
+    delays = [(at - (started_at + event["end_ms"] / 1000)) * 1000 for at, event in arrivals]
+    return {
+        "file": name,
+        "audio_s": round(len(pcm) / 32_000, 1),
+        "finals": len(arrivals),
+        "reasons": dict(Counter(event["reason"] for _, event in arrivals)),
+        "cut_to_final_p50_ms": round(percentile(delays, 50)),
+        "cut_to_final_p95_ms": round(percentile(delays, 95)),
+        "cut_to_final_max_ms": round(max(delays)),
+        "within_1s": sum(delay <= 1000 for delay in delays),
+        "wer": round(wer(reference(name), text), 4),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="tiny.en,base")
+    parser.add_argument("--label", default="", help="a name for this run (before, after)")
+    parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    body: dict = {"label": args.label}
+    for model in args.models.split(","):
+        server, port = start_server("--model", model, "--compute-type", "int8")
+        try:
+            body[model] = [measure(port, name) for name in FILES]
+        finally:
+            stop(server)
+    print(json.dumps(body, indent=2))
+    if args.record:
+        record(args, body)
+    return 0
+
+
+def record(args: argparse.Namespace, body: dict) -> None:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    suffix = f"-{args.label}" if args.label else ""
+    json_path = RESULTS_DIR / f"{date.today().isoformat()}-{commit}{suffix}.json"
+    json_path.write_text(json.dumps({"machine": machine, "commit": commit, **body}, indent=2))
+    lines = [
+        f"\n## Continuous speech: cut point to final ({args.label or 'run'}, {date.today()})\n",
+        f"Machine: {machine}. Commit: {commit}. Command: `python benchmarks/continuous.py "
+        f"--models {args.models} --label {args.label} --record`. "
+        f"JSON: `{json_path.relative_to(ROOT)}`.\n",
+        "| model | file | finals (reasons) | cut point to final p50 / p95 / max | within 1 s "
+        "| WER |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for model in args.models.split(","):
+        for row in body[model]:
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(row["reasons"].items()))
+            lines.append(
+                f"| {model} | {row['file']} | {row['finals']} ({reasons}) | "
+                f"{row['cut_to_final_p50_ms']} / {row['cut_to_final_p95_ms']} / "
+                f"{row['cut_to_final_max_ms']} ms | {row['within_1s']} of {row['finals']} | "
+                f"{row['wer'] * 100:.1f} % |"
+            )
+    with (ROOT / "benchmarks" / "RESULTS.md").open("a") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
