@@ -104,7 +104,14 @@ def silence(model: str, seeds: int = 10) -> dict:
     transcriber.load()
     keywords = ", ".join(word for _, word, _ in NAMES) + ", " + ", ".join(DISTRACTORS)
     keyword_words = set(re.sub(r"[^\w ]", "", keywords.lower()).split())
-    counts = {"clips": 0, "without": 0, "with": 0, "with_only_keywords": 0, "texts_with": []}
+    counts = {
+        "clips": 0,
+        "without": 0,
+        "with": 0,
+        "with_only_keywords": 0,
+        "texts_with": [],
+        "dropped_as_keyword_echo": 0,  # what the keyword_echo rule caught
+    }
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         clips = [
@@ -118,7 +125,8 @@ def silence(model: str, seeds: int = 10) -> dict:
                 for final in (True, False):
                     options = DecodeOptions(language="en", hotwords=hotwords)
                     answer = transcriber.transcribe(clip, options, final=final)
-                    text, _ = filter_transcription(answer, QualityThresholds(), hotwords)
+                    text, dropped = filter_transcription(answer, QualityThresholds(), hotwords)
+                    counts["dropped_as_keyword_echo"] += "keyword_echo" in (dropped or "")
                     if not text:
                         continue
                     counts[label] += 1
@@ -166,15 +174,16 @@ def record(args: argparse.Namespace, body: dict) -> None:
         f"Machine: {machine}. Commit: {commit}. Command: `python benchmarks/keywords.py "
         f"--models {args.models} --record`. JSON: `{json_path.relative_to(ROOT)}`.\n",
         "| model | names right without / with keywords | silence clips with text without / "
-        "with keywords (of requests) | of those, only keywords |",
-        "| --- | --- | --- | --- |",
+        "with keywords (of requests) | of those, only keywords | dropped as keyword_echo |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for model, figures in body.items():
         quiet = figures["silence"]
         lines.append(
             f"| {model} | {figures['right_without']} / {figures['right_with']} of "
             f"{figures['recordings']} | {quiet['without']} / {quiet['with']} of "
-            f"{quiet['requests_per_label']} | {quiet['with_only_keywords']} |"
+            f"{quiet['requests_per_label']} | {quiet['with_only_keywords']} | "
+            f"{quiet['dropped_as_keyword_echo']} |"
         )
     with (ROOT / "benchmarks" / "RESULTS.md").open("a") as out:
         out.write("\n".join(lines) + "\n")

@@ -1,21 +1,31 @@
 """How many real-time sessions one machine serves: StreamScribe beside WhisperLive.
 
 N concurrent sessions each stream real English speech from ../shared/audio (files joined with
-1-2 s pauses, a different rotation per session, starts staggered over 2 s) at real-time pace in
-100 ms messages. N is stepped up until the final latency p95 passes the budget. Per N: final
-latency p50/p95, first partial p50, WER of the finals, the server's CPU use and peak RSS.
+1-2 s pauses, a different rotation per session, each starting at a random moment within
+``--stagger-s``) at real-time pace in ``--chunk-ms`` messages (20 ms, as voice frameworks and
+browser pages send them). N is stepped up until a session is not served. Per N: end of speech
+to final p50/p95 (pooled, and the worst session's own p95), first partial after the onset,
+WER of the finals, sessions refused and served, the server's CPU use and peak RSS.
 
-Latencies are measured the same way for both servers, on the client: from the moment the audio
-at the end of a piece of speech was sent to the moment its final text arrived ("end of speech to
-final"). StreamScribe waits for ``silence_duration_ms`` (500 ms) of silence before it can call
-an utterance over, so its budget is 1.5 s after that window: 2.0 s end of speech to final; the
-same 2.0 s is WhisperLive's budget. StreamScribe's own ``latency_ms`` (after the silence
+Everything is measured the same way for every server, from the audio itself: each file's
+speech onset and end are found in the file (the first and last frame webrtcvad calls voiced),
+so "end of speech to final" runs from the moment the audio at the end of a file's speech was
+sent to the moment the final (or completed segment) covering that point arrived, and "first
+partial" from the moment its onset was sent to the first text of the utterance covering it.
+StreamScribe waits for ``silence_duration_ms`` (500 ms) of silence before it can call an
+utterance over, so its budget is 1.5 s after that window: 2.0 s end of speech to final; the
+same 2.0 s is WhisperLive's budget. A session is served when its own p95 is within the budget;
+one the server refused is not served. StreamScribe's own ``latency_ms`` (after the silence
 window) is reported beside it.
+
+``--record`` appends the figures to RESULTS.md and writes the JSON behind them to
+benchmarks/results/load/; ``--plot-from FILE`` draws the figure again from such a JSON.
 
     python benchmarks/load.py --server streamscribe --steps 1,2,4,6,8 --session-s 60 --record
     bash benchmarks/whisperlive_setup.sh   # WhisperLive in benchmarks/.venv-whisperlive
     python benchmarks/load.py --server whisperlive --steps 1,2,3,4 --session-s 60 --record
     python benchmarks/load.py --soak-s 1800 --record   # one long stream: RSS and lag over time
+    python benchmarks/load.py --plot-from benchmarks/results/load/<file>.json
 """
 
 from __future__ import annotations
@@ -45,9 +55,9 @@ sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("STREAMSCRIBE_SHARED_AUDIO", ROOT.parent / "shared" / "audio"))
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 FIGURES = ROOT / "benchmarks" / "figures"
+LOAD_RESULTS = ROOT / "benchmarks" / "results" / "load"
 WL_PYTHON = ROOT / "benchmarks" / ".venv-whisperlive" / "bin" / "python"
 RATE_HZ = 16_000
-CHUNK_S = 0.1
 BUDGET_S = 2.0  # end of speech to final; StreamScribe: 1.5 s after its 500 ms silence window
 SILENCE_WINDOW_S = 0.5
 
@@ -56,30 +66,79 @@ SILENCE_WINDOW_S = 0.5
 class Clip:
     audio: np.ndarray  # float32, 16 kHz
     reference: str
+    # (speech onset, speech end) in seconds of this audio, found in the audio itself
+    pieces: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass
+class Heard:
+    """A final (or completed segment), or an utterance's first partial, as it arrived."""
+
+    arrived: float  # monotonic
+    start_s: float  # stream time the server gives it
+    end_s: float
+    text: str = ""
 
 
 @dataclass
 class SessionResult:
-    finals: list[tuple[float, str]] = field(default_factory=list)  # (latency_s, text)
+    finals: list[Heard] = field(default_factory=list)
+    first_partials: list[Heard] = field(default_factory=list)
     server_latency_ms: list[float] = field(default_factory=list)
-    first_partial_s: list[float] = field(default_factory=list)
     degraded: int = 0
     refused: str = ""
     reference: str = ""
+    pieces: list[tuple[float, float]] = field(default_factory=list)
+    sent_at_zero: float = 0.0  # when stream time 0 was sent
+
+    def texts(self) -> list[str]:
+        return [heard.text for heard in self.finals]
+
+    def end_to_final_s(self) -> list[float]:
+        """Per piece of speech: from the moment its end was sent to the final covering it."""
+        delays = []
+        for _, end in self.pieces:
+            covering = [f for f in self.finals if f.start_s <= end <= f.end_s + 0.05]
+            if covering:
+                delays.append(covering[0].arrived - (self.sent_at_zero + end))
+        return delays
+
+    def onset_to_first_partial_s(self) -> list[float]:
+        delays = []
+        for onset, _ in self.pieces:
+            covering = [p for p in self.first_partials if p.start_s <= onset + 0.05 <= p.end_s]
+            if covering:
+                delays.append(covering[0].arrived - (self.sent_at_zero + onset))
+        return delays
+
+
+def speech_span_s(audio: np.ndarray) -> tuple[float, float]:
+    """The first and last voiced frame of a file, as webrtcvad hears it."""
+    from vad.detectors import make_detector
+
+    detector = make_detector("webrtc")
+    size = detector.frame_samples
+    voiced = [
+        start
+        for start in range(0, len(audio) - size + 1, size)
+        if detector.speech_probability(audio[start : start + size]) >= detector.threshold
+    ]
+    if not voiced:
+        return 0.0, len(audio) / RATE_HZ
+    return voiced[0] / RATE_HZ, (voiced[-1] + size) / RATE_HZ
 
 
 def english_clips() -> list[Clip]:
     from client.sources import decode_file
 
     rows = [json.loads(line) for line in (SHARED / "manifest.jsonl").read_text().splitlines()]
-    return [
-        Clip(
-            np.frombuffer(decode_file(SHARED / row["file"]), "<i2").astype(np.float32) / 32768,
-            row["text"],
-        )
-        for row in rows
-        if row["language"] == "en" and row["duration_s"] <= 30
-    ]
+    clips = []
+    for row in rows:
+        if row["language"] != "en" or row["duration_s"] > 30:
+            continue
+        audio = np.frombuffer(decode_file(SHARED / row["file"]), "<i2").astype(np.float32) / 32768
+        clips.append(Clip(audio, row["text"], [speech_span_s(audio)]))
+    return clips
 
 
 def build_stream(clips: list[Clip], rotation: int, seconds: float, seed: int) -> Clip:
@@ -87,6 +146,7 @@ def build_stream(clips: list[Clip], rotation: int, seconds: float, seed: int) ->
     rng = random.Random(seed)
     parts: list[np.ndarray] = [np.zeros(int(0.5 * RATE_HZ), np.float32)]
     texts: list[str] = []
+    pieces: list[tuple[float, float]] = []
     total = 0.5
     index = rotation
     while total < seconds:
@@ -94,9 +154,10 @@ def build_stream(clips: list[Clip], rotation: int, seconds: float, seed: int) ->
         pause = np.zeros(int(rng.uniform(1.0, 2.0) * RATE_HZ), np.float32)
         parts += [clip.audio, pause]
         texts.append(clip.reference)
+        pieces += [(total + onset, total + end) for onset, end in clip.pieces]
         total += (len(clip.audio) + len(pause)) / RATE_HZ
         index += 1
-    return Clip(np.concatenate(parts), " ".join(texts))
+    return Clip(np.concatenate(parts), " ".join(texts), pieces)
 
 
 def free_port() -> int:
@@ -181,9 +242,11 @@ class ProcessWatch:
 
 
 class Pacer:
-    """Sends audio at real-time pace and remembers when each stream second was sent."""
+    """Sends audio at real-time pace in ``chunk_s`` messages and remembers when stream time 0
+    was sent (the audio at stream time t was sent at ``started + t``, within a message)."""
 
-    def __init__(self) -> None:
+    def __init__(self, chunk_s: float) -> None:
+        self.chunk_s = chunk_s
         self.started = 0.0
 
     def sent_at(self, stream_s: float) -> float:
@@ -191,19 +254,21 @@ class Pacer:
 
 
 async def pace(pacer: Pacer, audio: np.ndarray, send: Any) -> None:
-    step = int(CHUNK_S * RATE_HZ)
+    step = int(pacer.chunk_s * RATE_HZ)
     pacer.started = time.monotonic()
     for index, offset in enumerate(range(0, len(audio), step)):
-        wait = pacer.started + index * CHUNK_S - time.monotonic()
+        wait = pacer.started + index * pacer.chunk_s - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         await send(audio[offset : offset + step])
 
 
-async def streamscribe_session(url: str, stream: Clip, delay_s: float) -> SessionResult:
+async def streamscribe_session(
+    url: str, stream: Clip, delay_s: float, chunk_s: float
+) -> SessionResult:
     await asyncio.sleep(delay_s)
-    result = SessionResult(reference=stream.reference)
-    pacer = Pacer()
+    result = SessionResult(reference=stream.reference, pieces=stream.pieces)
+    pacer = Pacer(chunk_s)
     async with websockets.connect(url + "?language=en", max_size=None) as ws:
         first = json.loads(await ws.recv())
         if first["type"] == "error":
@@ -218,7 +283,7 @@ async def streamscribe_session(url: str, stream: Clip, delay_s: float) -> Sessio
             await ws.send(json.dumps({"type": "session.close"}))
 
         task = asyncio.create_task(sender())
-        waiting_first: dict[int, float] = {}
+        partial_seen: set[int] = set()
         while True:
             try:
                 raw = await asyncio.wait_for(ws.recv(), 60)
@@ -231,13 +296,13 @@ async def streamscribe_session(url: str, stream: Clip, delay_s: float) -> Sessio
             event = json.loads(raw)
             kind = event["type"]
             now = time.monotonic()
-            if kind == "speech.started":
-                waiting_first[event["utterance_id"]] = pacer.sent_at(event["start_ms"] / 1000)
-            elif kind == "transcript.partial" and event["utterance_id"] in waiting_first:
-                result.first_partial_s.append(now - waiting_first.pop(event["utterance_id"]))
+            if kind == "transcript.partial" and event["utterance_id"] not in partial_seen:
+                partial_seen.add(event["utterance_id"])
+                span = (event["start_ms"] / 1000, event["end_ms"] / 1000)
+                result.first_partials.append(Heard(now, *span))
             elif kind == "transcript.final":
-                end_sent = pacer.sent_at(event["end_ms"] / 1000)
-                result.finals.append((now - end_sent, event["text"]))
+                span = (event["start_ms"] / 1000, event["end_ms"] / 1000)
+                result.finals.append(Heard(now, *span, event["text"]))
                 if "latency_ms" in event:
                     result.server_latency_ms.append(event["latency_ms"])
             elif kind == "session.degraded":
@@ -246,15 +311,18 @@ async def streamscribe_session(url: str, stream: Clip, delay_s: float) -> Sessio
                 break
         if not task.done():
             task.cancel()
+    result.sent_at_zero = pacer.started
     return result
 
 
-async def whisperlive_session(url: str, stream: Clip, delay_s: float) -> SessionResult:
+async def whisperlive_session(
+    url: str, stream: Clip, delay_s: float, chunk_s: float
+) -> SessionResult:
     """WhisperLive's own protocol: a JSON hello, float32 audio, b"END_OF_AUDIO". A segment is
     final when it arrives with ``completed: true``; the first text of a segment is its partial."""
     await asyncio.sleep(delay_s)
-    result = SessionResult(reference=stream.reference)
-    pacer = Pacer()
+    result = SessionResult(reference=stream.reference, pieces=stream.pieces)
+    pacer = Pacer(chunk_s)
     uid = str(uuid.uuid4())
     async with websockets.connect(url, max_size=None) as ws:
         hello = {"uid": uid, "language": "en", "task": "transcribe", "model": "tiny.en",
@@ -300,21 +368,23 @@ async def whisperlive_session(url: str, stream: Clip, delay_s: float) -> Session
             message = json.loads(raw)
             now = time.monotonic()
             for segment in message.get("segments", []):
-                covered_s = max(covered_s, float(segment["end"]))
-                start = f"{float(segment['start']):.3f}"
+                span = (float(segment["start"]), float(segment["end"]))
+                covered_s = max(covered_s, span[1])
+                start = f"{span[0]:.3f}"
                 if segment.get("completed"):
                     if start not in completed:
                         completed[start] = segment["text"]
-                        end_sent = pacer.sent_at(float(segment["end"]))
-                        result.finals.append((now - end_sent, segment["text"]))
+                        result.finals.append(Heard(now, *span, segment["text"]))
                 else:
                     last_open = segment["text"]
                     if start not in seen_partial_starts:
                         seen_partial_starts.add(start)
-                        result.first_partial_s.append(now - pacer.sent_at(float(segment["start"])))
+                        result.first_partials.append(Heard(now, *span))
         await task
         if last_open and (not completed or list(completed.values())[-1] != last_open):
-            result.finals.append((float("nan"), last_open))  # its client shows it at the end
+            # Its client shows the open segment at the end: its text counts, not its time.
+            result.finals.append(Heard(float("inf"), -1.0, -1.0, last_open))
+    result.sent_at_zero = pacer.started
     return result
 
 
@@ -331,7 +401,7 @@ def wer(results: list[SessionResult]) -> float | None:
         if result.refused:
             continue
         references.append(normalize(result.reference))
-        hypotheses.append(normalize(" ".join(text for _, text in result.finals)))
+        hypotheses.append(normalize(" ".join(result.texts())))
     return float(jiwer.wer(references, hypotheses)) if references else None
 
 
@@ -343,17 +413,28 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def summarize(n: int, results: list[SessionResult], watch: ProcessWatch, wall_s: float) -> dict:
-    latencies = [latency for r in results for latency, _ in r.finals]
+    admitted = [r for r in results if not r.refused]
+    latencies = [latency for r in admitted for latency in r.end_to_final_s()]
+    own_p95 = [percentile(r.end_to_final_s(), 95) for r in admitted]
+    served = sum(p95 is not None and p95 <= BUDGET_S for p95 in own_p95)
     server_ms = [ms for r in results for ms in r.server_latency_ms]
-    first = [s for r in results for s in r.first_partial_s]
+    first = [s for r in admitted for s in r.onset_to_first_partial_s()]
     cpu_s = watch.cpu_s() - watch.cpu_at_start
-    p95 = percentile(latencies, 95)
+    worst = max((p95 for p95 in own_p95 if p95 is not None), default=None)
     return {
         "sessions": n,
-        "refused": sum(bool(r.refused) for r in results),
+        "refused": n - len(admitted),
+        "served": served,
         "finals": sum(len(r.finals) for r in results),
+        "speech_ends_matched": len(latencies),
+        "speech_ends": sum(len(r.pieces) for r in admitted),
         "final_p50_s": _round(percentile(latencies, 50)),
-        "final_p95_s": _round(p95),
+        "final_p95_s": _round(percentile(latencies, 95)),
+        "worst_session_p95_s": _round(worst),
+        "raw": [
+            {"end_to_final_s": [round(v, 3) for v in r.end_to_final_s()], "refused": r.refused}
+            for r in results
+        ],
         "server_latency_p50_ms": _round(percentile(server_ms, 50), 0),
         "server_latency_p95_ms": _round(percentile(server_ms, 95), 0),
         "first_partial_p50_s": _round(percentile(first, 50)),
@@ -361,7 +442,7 @@ def summarize(n: int, results: list[SessionResult], watch: ProcessWatch, wall_s:
         "cpu_cores_used": round(cpu_s / wall_s, 2),
         "rss_mb": round(watch.rss_mb()),
         "degraded_notices": sum(r.degraded for r in results),
-        "holds": p95 is not None and p95 <= BUDGET_S,
+        "holds": served == n,
     }
 
 
@@ -402,11 +483,14 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 # ---------------------------------------------------------------------- runs
 
 
-async def run_step(kind: str, url: str, streams: list[Clip]) -> list[SessionResult]:
+async def run_step(
+    kind: str, url: str, streams: list[Clip], args: argparse.Namespace
+) -> list[SessionResult]:
     session = streamscribe_session if kind == "streamscribe" else whisperlive_session
+    rng = random.Random(len(streams))
     tasks = [
-        session(url, stream, delay_s=index * 2.0 / max(1, len(streams)))
-        for index, stream in enumerate(streams)
+        session(url, stream, rng.uniform(0, args.stagger_s), args.chunk_ms / 1000)
+        for stream in streams
     ]
     return list(await asyncio.gather(*tasks))
 
@@ -429,7 +513,7 @@ def load_test(args: argparse.Namespace) -> dict[str, Any]:
             watch.cpu_at_start = watch.cpu_s()
             batches_before = batch_counts(port) if args.server == "streamscribe" else None
             started = time.monotonic()
-            results = asyncio.run(run_step(args.server, url, streams))
+            results = asyncio.run(run_step(args.server, url, streams, args))
             step = summarize(n, results, watch, time.monotonic() - started)
             if batches_before is not None:
                 step.update(batch_figures(batches_before, batch_counts(port)))
@@ -443,6 +527,9 @@ def load_test(args: argparse.Namespace) -> dict[str, Any]:
             "server": args.server,
             "model": args.model,
             "session_s": args.session_s,
+            "chunk_ms": args.chunk_ms,
+            "stagger_s": args.stagger_s,
+            "admission": args.admission,
             "largest_n_that_holds": max(held) if held else 0,
             "steps": steps,
             "peak_rss_mb": round(watch.peak_rss_mb()),
@@ -474,7 +561,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         stop = asyncio.Event()
         started = time.monotonic()
         sampler = asyncio.create_task(sample_rss(stop, started))
-        result = await streamscribe_session(f"ws://127.0.0.1:{port}/v1/stream", stream, 0)
+        url = f"ws://127.0.0.1:{port}/v1/stream"
+        result = await streamscribe_session(url, stream, 0, args.chunk_ms / 1000)
         stop.set()
         await sampler
         return result
@@ -484,7 +572,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
-    lags = [latency for latency, _ in result.finals]
+    lags = result.end_to_final_s()
     quarter = max(1, len(samples) // 4)
     return {
         "soak_s": round(len(stream.audio) / RATE_HZ),
@@ -530,13 +618,15 @@ def plot(name: str, body: dict[str, Any]) -> Path | None:
         axes[1].set(xlabel="final #", ylabel="end of speech to final (s)", title="lag")
     else:
         for run in body["runs"]:
+            label = f"{run['server']} {run.get('model', '')}".strip()
             xs = [s["sessions"] for s in run["steps"]]
-            axes[0].plot(
-                xs, [s["final_p95_s"] for s in run["steps"]], marker="o", label=run["server"]
-            )
-            axes[1].plot(xs, [s["wer"] for s in run["steps"]], marker="o", label=run["server"])
+            worst = [s.get("worst_session_p95_s", s["final_p95_s"]) for s in run["steps"]]
+            axes[0].plot(xs, worst, marker="o", label=label)
+            axes[1].plot(xs, [s["wer"] for s in run["steps"]], marker="o", label=label)
         axes[0].axhline(BUDGET_S, color="red", linewidth=0.8)
-        axes[0].set(xlabel="concurrent sessions", ylabel="final latency p95 (s)")
+        axes[0].set(
+            xlabel="concurrent sessions", ylabel="worst session's p95, end of speech to final (s)"
+        )
         axes[1].set(xlabel="concurrent sessions", ylabel="WER")
         axes[0].legend()
     figure.tight_layout()
@@ -544,11 +634,25 @@ def plot(name: str, body: dict[str, Any]) -> Path | None:
     return path
 
 
-def record(title: str, command: str, body: dict[str, Any]) -> None:
-    shown = {key: value for key, value in body.items() if key not in ("rss_samples", "lags")}
+def record(title: str, command: str, body: dict[str, Any], name: str) -> None:
+    """The figures in RESULTS.md, and the whole JSON behind them in benchmarks/results/load/."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    LOAD_RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = LOAD_RESULTS / f"{time.strftime('%Y-%m-%d')}-{commit}-{name}.json"
+    json_path.write_text(json.dumps({"commit": commit, "command": command, **body}, indent=2))
+    hidden = ("rss_samples", "lags", "raw")
+    shown = {key: value for key, value in body.items() if key not in hidden}
+    if "steps" in shown:
+        shown["steps"] = [
+            {key: value for key, value in step.items() if key not in hidden}
+            for step in shown["steps"]
+        ]
     text = (
         f"\n## {title} ({time.strftime('%Y-%m-%d')})\n\nMachine: {os.uname().machine}, "
-        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}. Command: `{command}`\n\n"
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}. Commit: {commit}. "
+        f"Command: `{command}`. JSON: `{json_path.relative_to(ROOT)}`.\n\n"
         f"```json\n{json.dumps(shown, indent=2)}\n```\n"
     )
     with RESULTS.open("a") as results:
@@ -565,24 +669,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admission", action="store_true", help="keep admission control on")
     parser.add_argument("--server-arg", dest="server_args", action="append", default=[])
     parser.add_argument("--soak-s", type=float, default=0.0, help="run the soak instead")
-    parser.add_argument("--figure", default="soak", help="the soak figure's name")
+    parser.add_argument("--figure", default="", help="the figure's name (default: by run)")
+    parser.add_argument("--chunk-ms", type=int, default=20, help="audio per message")
+    parser.add_argument("--stagger-s", type=float, default=10.0, help="sessions start within")
+    parser.add_argument(
+        "--plot-from", type=Path, nargs="+", help="draw the figure from recorded JSON files"
+    )
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     args.steps = [int(step) for step in args.steps.split(",")]
     command = "python benchmarks/load.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.plot_from:
+        bodies = [json.loads(path.read_text()) for path in args.plot_from]
+        body = bodies[0] if "rss_samples" in bodies[0] else {"runs": bodies}
+        print(plot(args.figure or "load", body))
+        return 0
     if args.soak_s:
         body = soak(args)
         title = f"Soak: one {body['soak_s']} s stream"
-        plot(args.figure, body)
+        name = args.figure or "soak"
+        plot(name, body)
     else:
         body = load_test(args)
-        title = f"Load: concurrent real-time sessions ({args.server})"
+        title = f"Load: concurrent real-time sessions ({args.server}, {args.model})"
+        name = args.figure or f"load-{args.server}-{args.model}"
+        plot(name, {"runs": [body]})
     if args.out:
         args.out.write_text(json.dumps(body, indent=2))
-    print(json.dumps({k: v for k, v in body.items() if k not in ("rss_samples", "lags")}, indent=2))
+    hidden = ("rss_samples", "lags", "raw")
+    print(json.dumps({k: v for k, v in body.items() if k not in hidden}, indent=2))
     if args.record:
-        record(title, command, body)
+        record(title, command, body, name)
     return 0
 
 

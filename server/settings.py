@@ -295,6 +295,10 @@ class RaySettings(_Group):
     ray_max_retries: int = Field(
         default=5, ge=0, le=20, description="retries of a final on another replica"
     )
+    ray_fallback: Literal["none", "local"] = Field(
+        default="none",
+        description="local: load --model here and answer from it when no replica can",
+    )
 
 
 class RoomSettings(_Group):
@@ -451,8 +455,10 @@ class ServerSettings(
 
     @property
     def has_local_model(self) -> bool:
-        return self.backend == "local" or (
-            self.backend == "remote" and self.remote_fallback == "local"
+        return (
+            self.backend == "local"
+            or (self.backend == "remote" and self.remote_fallback == "local")
+            or (self.backend == "ray" and self.ray_fallback == "local")
         )
 
     @classmethod

@@ -1,4 +1,4 @@
-"""The remote backend with an optional local model beside it.
+"""The remote backend (or the Ray backend) with an optional local model beside it.
 
 Routing, per request:
 
@@ -24,11 +24,19 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
-from server.backends.base import DescribesItself, Transcriber
+from server.backends.base import DescribesItself, ForwardsRequests, Transcriber
 from server.backends.remote import RemoteTranscriber
 from server.core.errors import RemoteError
-from server.core.transcription import DecodeOptions, Samples, Segment, Transcription
+from server.core.transcription import (
+    DecodeOptions,
+    RequestKind,
+    Samples,
+    Segment,
+    TranscribeRequest,
+    Transcription,
+)
 from server.policy.resilience import CircuitBreaker
 from server.settings import ServerSettings
 
@@ -46,11 +54,43 @@ def build(settings: ServerSettings, local: Transcriber | None = None) -> Failove
     return FailoverTranscriber(remote, local, local_workers=settings.workers)
 
 
+class Primary(Protocol):
+    """What the failover needs of the backend it guards (the remote API, the Ray pool)."""
+
+    name: str
+    multilingual: bool
+    max_concurrency: int
+
+    @property
+    def streams_partials(self) -> bool: ...
+
+    @property
+    def breaker(self) -> CircuitBreaker: ...
+
+    @property
+    def description(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def check(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def transcribe(
+        self,
+        audio: Samples,
+        options: DecodeOptions,
+        *,
+        final: bool = True,
+        on_segment: Callable[[Segment], None] | None = None,
+    ) -> Transcription: ...
+
+
 class FailoverTranscriber:
     name = "remote"
 
     def __init__(
-        self, remote: RemoteTranscriber, local: Transcriber | None = None, *, local_workers: int = 1
+        self, remote: Primary, local: Transcriber | None = None, *, local_workers: int = 1
     ) -> None:
         self.remote = remote
         self.local = local
@@ -69,7 +109,7 @@ class FailoverTranscriber:
     def description(self) -> str:
         local = self.local
         fallback = f"; fallback {local.description}" if isinstance(local, DescribesItself) else ""
-        return f"remote {self.remote.model} at {self.remote.base_url}{fallback}"
+        return f"{self.remote.description}{fallback}"
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -128,3 +168,40 @@ class FailoverTranscriber:
             **({"on_segment": on_segment} if on_segment else {}),
         )
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+
+class RequestFailover(FailoverTranscriber):
+    """The failover in front of a primary that takes whole requests (the Ray pool): requests go
+    on whole, and one the pool cannot answer is answered by the local model."""
+
+    def __init__(
+        self,
+        remote: ForwardingPrimary,
+        local: Transcriber | None = None,
+        *,
+        local_workers: int = 1,
+    ) -> None:
+        super().__init__(remote, local, local_workers=local_workers)
+        self.name = remote.name
+        self.forwarding = remote
+
+    async def transcribe_request(self, request: TranscribeRequest) -> Transcription:
+        options, final = request.options, request.kind is RequestKind.FINAL
+        if self.local is not None and (
+            options.backend == "local" or (not final and options.partial_backend != "remote")
+        ):
+            return await self._transcribe_locally(request.audio, options, final, None)
+        try:
+            return await self.forwarding.transcribe_request(request)
+        except RemoteError as exc:
+            if self.local is None:
+                raise
+            if final:
+                self.failovers += 1
+                log.warning("%s failed (%s); the local model answers this request", self.name, exc)
+            answer = await self._transcribe_locally(request.audio, options, final, None)
+            return dataclasses.replace(answer, failover_reason=str(exc))
+
+
+class ForwardingPrimary(Primary, ForwardsRequests, Protocol):
+    """A primary that takes whole requests."""

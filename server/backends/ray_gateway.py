@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from server.backends.failover import RequestFailover
 from server.core.errors import PartialShed, RemoteError, UsageError
 from server.core.transcription import (
     DecodeOptions,
@@ -41,15 +42,22 @@ from server.settings import RaySettings, ServerSettings
 log = logging.getLogger("streamscribe.ray")
 
 
-def build(settings: ServerSettings) -> RayTranscriber:
-    """The registry's builder for ``--backend ray``."""
-    return RayTranscriber(
+def build(settings: ServerSettings) -> RayTranscriber | RequestFailover:
+    """The registry's builder for ``--backend ray`` (with ``--ray-fallback local``, the local
+    model answers what no replica can, as the remote backend's fallback does)."""
+    from server.backends import local as local_backend
+
+    pool = RayTranscriber(
         settings.ray,
         model=settings.model,
         breaker=CircuitBreaker(
             failure_threshold=settings.breaker_failures, cooldown_s=settings.breaker_cooldown_s
         ),
     )
+    if settings.ray_fallback != "local":
+        return pool
+    local = local_backend.build(settings)
+    return RequestFailover(pool, local, local_workers=settings.workers)
 
 
 class RayTranscriber:
@@ -126,8 +134,15 @@ class RayTranscriber:
                 f"{self.settings.ray_address}; run `streamscribe ray deploy` first ({exc})"
             ) from exc
 
+    async def check(self) -> None:
+        """``start`` has checked the deployment and its model already."""
+
     async def close(self) -> None:
         self._handle = None
+
+    @property
+    def streams_partials(self) -> bool:
+        return False  # a replica answers a partial whole
 
     @property
     def description(self) -> str:

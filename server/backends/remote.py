@@ -97,6 +97,10 @@ class RemoteTranscriber:
             ),
         )
 
+    @property
+    def description(self) -> str:
+        return f"remote {self.model} at {self.base_url}"
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:

@@ -246,14 +246,30 @@ def test_a_second_gateway_shares_the_same_replicas(cluster):
     assert len(replicas()) == 2  # both gateways were served by the deployment's two replicas
 
 
-def test_with_every_replica_gone_finals_fail_clearly(cluster):
+def test_with_every_replica_gone_finals_fail_clearly_or_come_from_the_fallback(cluster):
     from ray import serve
 
-    with gateway(cluster, "--ray-timeout-s", "1", "--ray-deadline-s", "3") as port:
+    quick = ("--ray-timeout-s", "1", "--ray-deadline-s", "3")
+    names = ["en_goforward.wav"]
+    with (
+        gateway(cluster, *quick) as plain,
+        gateway(cluster, *quick, "--ray-fallback", "local", "--compute-type", "int8") as backed,
+    ):
         serve.delete(APP)
-        result = run(
-            stream_pcm(f"ws://127.0.0.1:{port}/v1/stream", spoken(["en_goforward.wav"]), speed=None)
-        )
-    failures = errors(result)
+
+        async def both():
+            return await asyncio.gather(
+                *(
+                    stream_pcm(f"ws://127.0.0.1:{port}/v1/stream", spoken(names), speed=None)
+                    for port in (plain, backed)
+                )
+            )
+
+        failed, answered = run(both())
+    failures = errors(failed)
     assert failures and {error["code"] for error in failures} == {"transcription_failed"}
-    assert result.of_type("session.closed")
+    assert failed.of_type("session.closed")
+    assert not errors(answered)
+    assert {final["backend"] for final in answered.finals} == {"local"}
+    assert all("Ray replica" in final["failover_reason"] for final in answered.finals)
+    assert wer(references(names), answered.text) <= 0.2, answered.text
