@@ -58,6 +58,7 @@ FIGURES = ROOT / "benchmarks" / "figures"
 LOAD_RESULTS = ROOT / "benchmarks" / "results" / "load"
 WL_PYTHON = ROOT / "benchmarks" / ".venv-whisperlive" / "bin" / "python"
 RATE_HZ = 16_000
+MATCH_SLACK_S = 0.3  # how far a server's idea of a speech edge may be from the file's
 BUDGET_S = 2.0  # end of speech to final; StreamScribe: 1.5 s after its 500 ms silence window
 SILENCE_WINDOW_S = 0.5
 
@@ -95,10 +96,13 @@ class SessionResult:
         return [heard.text for heard in self.finals]
 
     def end_to_final_s(self) -> list[float]:
-        """Per piece of speech: from the moment its end was sent to the final covering it."""
+        """Per piece of speech: from the moment its end was sent to the final covering it (a
+        server's VAD may call the last ``MATCH_SLACK_S`` of a file's speech silence)."""
         delays = []
         for _, end in self.pieces:
-            covering = [f for f in self.finals if f.start_s <= end <= f.end_s + 0.05]
+            covering = [
+                f for f in self.finals if f.start_s <= end and f.end_s >= end - MATCH_SLACK_S
+            ]
             if covering:
                 delays.append(covering[0].arrived - (self.sent_at_zero + end))
         return delays
@@ -106,7 +110,11 @@ class SessionResult:
     def onset_to_first_partial_s(self) -> list[float]:
         delays = []
         for onset, _ in self.pieces:
-            covering = [p for p in self.first_partials if p.start_s <= onset + 0.05 <= p.end_s]
+            covering = [
+                p
+                for p in self.first_partials
+                if p.start_s <= onset + MATCH_SLACK_S and p.end_s >= onset
+            ]
             if covering:
                 delays.append(covering[0].arrived - (self.sent_at_zero + onset))
         return delays
