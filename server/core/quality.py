@@ -55,7 +55,8 @@ def segment_problem(
 ) -> str | None:
     """Why a segment should be dropped, or None to keep it. A segment made only of the
     session's keywords, from a window that may hold no speech, is the model reading its
-    keywords back (tiny.en says "Abigail Claflin" on silence when told that name)."""
+    keywords back: base said "Quilter, Quilter, Quilter" on five seconds of digital silence
+    when given three names (no-speech probability 0.39, which the other rules let through)."""
     if segment.compression_ratio > thresholds.max_compression_ratio:
         return "repetition"
     if segment.no_speech_prob > thresholds.no_speech_prob and segment.avg_logprob < -0.5:
