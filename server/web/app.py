@@ -117,7 +117,7 @@ def create_app(
 
     @app.websocket("/v1/realtime")
     async def realtime(websocket: WebSocket) -> None:
-        await handle_realtime(websocket, context, registry, settings.model_routes)
+        await handle_realtime(websocket, context, registry, settings.model_routes, rooms)
 
     @app.websocket("/v1/watch/{session_id}")
     async def watch_stream(websocket: WebSocket, session_id: str) -> None:

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.core import protocol
-from server.core.errors import LimitExceeded, PeerError
+from server.core.errors import InvalidMessage, LimitExceeded, PeerError
 from server.core.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY
 from server.policy.limits import check_message_size
 from server.web.inbound import receive_within_limits
+from server.web.rooms import ROOM_PARAMS
 from server.web.session_choices import check_session_choices
 
 if TYPE_CHECKING:  # the live session builds its reader and hands it itself
@@ -88,6 +89,19 @@ class ClientReader:
             return False
         return True
 
+    def _join_room(self, params: dict[str, Any]) -> None:
+        """``session.update`` with ``room_id``, ``join_token`` and ``speaker``: speak in that
+        room from now on. A full room is an error for this update, not the session's end."""
+        live = self.live
+        if live.rooms is None:
+            raise InvalidMessage("rooms are not served here", code="invalid_session")
+        try:
+            room = live.rooms.room_to_join(params)
+        except LimitExceeded as exc:
+            raise InvalidMessage(exc.message, code=exc.code) from None
+        if room is not None:
+            live.join_room(room, str(params.get("speaker", "")))
+
     def _check_text_size(self, size: int) -> None:
         check_message_size(size, self.limits)
 
@@ -133,10 +147,13 @@ class ClientReader:
         live, session = self.live, self.session
         message = protocol.parse_client_message(text)
         if isinstance(message, protocol.SessionUpdate):
-            check_session_choices(live.context, message.changes)
-            wanted = session.options.updated(message.changes)
-            live.principal.check_pinned(wanted.model_dump(include=set(message.changes)))
-            live.dispatch(session.receive_update(message.changes))
+            changes = {k: v for k, v in message.changes.items() if k not in ROOM_PARAMS}
+            check_session_choices(live.context, changes)
+            wanted = session.options.updated(changes)
+            live.principal.check_pinned(wanted.model_dump(include=set(changes)))
+            if len(changes) < len(message.changes):
+                self._join_room(message.changes)
+            live.dispatch(session.receive_update(changes))
             live.send(protocol.session_updated(live.session_id, session.options))
         elif isinstance(message, protocol.Commit):
             self._ack()

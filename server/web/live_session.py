@@ -40,7 +40,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from server.core import protocol
-from server.core.errors import BackendError
+from server.core.errors import BackendError, InvalidMessage
 from server.core.events import (
     Event,
     FinalText,
@@ -67,6 +67,7 @@ from server.web.client_reader import ClientReader
 from server.web.latency import UtteranceClock
 from server.web.progress import growing_text
 from server.web.registry import LiveSessions
+from server.web.rooms import Room, RoomRegistry, RoomSeat, take_seat
 from server.web.watchers import Watchers
 from server.web.ws_link import WebsocketLink
 
@@ -129,6 +130,8 @@ class LiveSession:
         self.log = logging.LoggerAdapter(log, {"session_id": self.session_id})
         self.machine = StateMachine(LIVE_TRANSITIONS, LiveState.NEW, name=self.session_id)
         self.watchers = Watchers(self.settings, self.log)
+        self.rooms: RoomRegistry | None = None  # where this session may join a room
+        self.seat: RoomSeat | None = None
         self.final_log = FinalLog()
         self.received = ReceivedAudio()  # binary messages numbered, and which are final-safe
         self.unacked_s = 0.0  # audio seconds since the last input_audio.ack
@@ -281,6 +284,12 @@ class LiveSession:
         self._safely(lambda: self.dispatch(self.session.receive_end_of_stream()))
 
     # ------------------------------------------------------------------ core events
+
+    def join_room(self, room: Room, speaker: str) -> None:
+        """Speak in ``room`` from now on (once per session)."""
+        if self.seat is not None:
+            raise InvalidMessage("this session already speaks in a room", code="invalid_session")
+        self.seat = take_seat(room, self.watchers, self.session_id, speaker, self.opened_at)
 
     def dispatch(self, events: list[Event]) -> None:
         """Carry out what the core asked for: requests to the scheduler, events to the client

@@ -29,6 +29,7 @@ from server.policy.auth import Principal, bearer
 from server.web.admission import admit, check_open, check_origin
 from server.web.live_session import LiveSessionRegistry
 from server.web.realtime_session import RealtimeSession
+from server.web.rooms import RoomRegistry
 from server.web.ws_link import refuse
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ async def handle_realtime(
     context: ServerContext,
     registry: LiveSessionRegistry,
     model_names: Collection[str],
+    rooms: RoomRegistry | None = None,
 ) -> None:
     offered = list(websocket.scope.get("subprotocols", []))
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
@@ -52,7 +54,11 @@ async def handle_realtime(
         check_origin(websocket, context)
         model = _requested_model(websocket, context, model_names)
         check_open(context)
+        room = rooms.room_to_join(websocket.query_params) if rooms is not None else None
         live = _new_session(websocket, context, registry, principal, (model, model_names))
+        live.rooms = rooms
+        if room is not None:  # a speaker in a meeting room, as on /v1/stream
+            live.join_room(room, websocket.query_params.get("speaker", ""))
     except PeerError as exc:
         close = CLOSE_TRY_AGAIN_LATER if isinstance(exc, LimitExceeded) else CLOSE_POLICY
         context.metrics.record_error(exc.code)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -25,6 +26,8 @@ from server.settings import RoomSettings, StreamingSettings
 from server.web.watchers import Watchers
 
 UNLIMITED = 1_000_000
+# How a session asks to speak in a room: query parameters, or keys of ``session.update``.
+ROOM_PARAMS = ("room_id", "join_token", "speaker")
 
 
 def _limit(value: int) -> int:
@@ -47,7 +50,8 @@ class Room:
         self.join_token = secrets.token_urlsafe(16)
         self.watch_token = secrets.token_urlsafe(16)
         self.created_at = time.time()
-        self.last_activity = time.monotonic()
+        self.opened_at = time.monotonic()  # the room clock's 0
+        self.last_activity = self.opened_at
         self.transcript = RoomTranscript()
         self.seats: dict[str, RoomSeat] = {}  # by session id
         self.closed = False
@@ -74,10 +78,11 @@ class Room:
             )
         return name
 
-    def join(self, session_id: str, speaker: str) -> RoomSeat:
-        """A session that speaks in this room from now on (its stream time 0 is now)."""
+    def join(self, session_id: str, speaker: str, stream_zero: float) -> RoomSeat:
+        """A session that speaks in this room from now on; its stream time 0 was at
+        ``stream_zero`` (monotonic: when the session opened)."""
         name = self.check_can_join(speaker)
-        joined_at_ms = round((time.time() - self.created_at) * 1000)
+        joined_at_ms = round((stream_zero - self.opened_at) * 1000)
         seat = RoomSeat(self, session_id, name, joined_at_ms)
         self.seats[session_id] = seat
         self._touch()
@@ -191,6 +196,16 @@ class RoomSeat:
             self.room.leave(self)
 
 
+def take_seat(
+    room: Room, watchers: Watchers, session_id: str, speaker: str, stream_zero: float
+) -> RoomSeat:
+    """Seat a live session (its ``watchers``) in ``room``: from now on its finals and
+    partials are told to the room too."""
+    seat = room.join(session_id, speaker, stream_zero)
+    watchers.listeners.append(seat.receive)
+    return seat
+
+
 class RoomRegistry:
     """The rooms of this server."""
 
@@ -228,6 +243,15 @@ class RoomRegistry:
                 "no open room with that id and token (it may have ended)",
                 code="room_not_found",
             )
+        return room
+
+    def room_to_join(self, params: Mapping[str, Any]) -> Room | None:
+        """The room ``params`` ask to speak in (``room_id``, ``join_token``, ``speaker``),
+        checked; ``None`` when they name none."""
+        if "room_id" not in params:
+            return None
+        room = self.find(str(params["room_id"]), str(params.get("join_token", "")), joining=True)
+        room.check_can_join(str(params.get("speaker", "")))
         return room
 
     def close(self, room_id: str, owner: str) -> bool:

@@ -22,7 +22,7 @@ from server.core.session import Session, default_detector
 from server.policy.auth import Principal, bearer, same_secret
 from server.web.admission import admit, check_open, check_origin
 from server.web.live_session import LiveSession, LiveSessionRegistry
-from server.web.rooms import Room, RoomRegistry
+from server.web.rooms import ROOM_PARAMS, RoomRegistry
 from server.web.session_choices import check_session_choices
 from server.web.ws_link import refuse
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from server.runtime.context import ServerContext
 
 RESUME_PARAMS = ("session_id", "resume_token", "last_final_id")
-ROOM_PARAMS = ("room_id", "join_token", "speaker")
 
 
 async def handle_stream(
@@ -83,25 +82,14 @@ def _new_session(
     if principal.pinned:
         options = options.updated(principal.pinned)
     check_session_choices(context, options.model_dump(include={"model", "partial_backend", "task"}))
-    room = _room_to_join(websocket, rooms)
+    room = rooms.room_to_join(websocket.query_params) if rooms is not None else None
     session = Session(protocol.new_session_id(), options, detector_factory=default_detector)
     admit(context, principal)
     live = LiveSession(context, registry, session, principal)
+    live.rooms = rooms
     if room is not None:
-        seat = room.join(session.session_id, websocket.query_params.get("speaker", ""))
-        live.watchers.listeners.append(seat.receive)
+        live.join_room(room, websocket.query_params.get("speaker", ""))
     return live
-
-
-def _room_to_join(websocket: WebSocket, rooms: RoomRegistry | None) -> Room | None:
-    """The room a new session speaks in (``room_id``, ``join_token``, ``speaker``), checked
-    before the session is admitted."""
-    params = websocket.query_params
-    if "room_id" not in params or rooms is None:
-        return None
-    room = rooms.find(params["room_id"], params.get("join_token", ""), joining=True)
-    room.check_can_join(params.get("speaker", ""))
-    return room
 
 
 def _find_resumable(

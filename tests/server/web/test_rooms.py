@@ -191,3 +191,78 @@ def test_rooms_need_a_key_and_only_the_creator_closes_one():
         transcript = httpx.get(f"{url}/transcript", params={"watch_token": room["watch_token"]})
     assert by_bob.status_code == 404 and by_alice.status_code == 200
     assert transcript.status_code == 404  # the room has ended
+
+
+def test_a_session_joins_with_session_update_and_a_realtime_client_by_query(server):
+    """``session.update`` with the room's keys seats a running /v1/stream session; an OpenAI
+    Realtime client joins with the same query parameters; both are labelled in the room."""
+    import base64
+
+    from tests.server.web.test_realtime import bursts as realtime_speech
+
+    room = create_room(server).json()
+    join = {"room_id": room["room_id"], "join_token": room["join_token"]}
+
+    async def stream_by_update() -> list[dict[str, Any]]:
+        async with websockets.connect(server.ws_url) as session:
+            await session.recv()
+            update = {"type": "session.update", "session": {**join, "speaker": "Carol"}}
+            await session.send(json.dumps(update))
+            assert json.loads(await session.recv())["type"] == "session.updated"
+            again = {"type": "session.update", "session": {**join, "speaker": "Carol"}}
+            await session.send(json.dumps(again))
+            refused = json.loads(await session.recv())
+            for offset in range(0, len(SPEECH), 3200):
+                await session.send(SPEECH[offset : offset + 3200])
+            await session.send(json.dumps({"type": "session.close"}))
+            return [refused, *await read_until(session, "session.closed")]
+
+    async def realtime_by_query() -> None:
+        query = urlencode({"intent": "transcription", **join, "speaker": "Dan"})
+        url = server.ws_url.replace("/v1/stream", "/v1/realtime") + f"?{query}"
+        audio = pcm16(realtime_speech(300, 900, 800))
+        async with websockets.connect(url) as realtime:
+            await realtime.recv()  # session.created
+            for offset in range(0, len(audio), 4800):
+                chunk = base64.b64encode(audio[offset : offset + 4800]).decode()
+                await realtime.send(
+                    json.dumps({"type": "input_audio_buffer.append", "audio": chunk})
+                )
+            await read_until(realtime, "conversation.item.input_audio_transcription.completed")
+
+    async def scenario():
+        viewer = await websockets.connect(watch_url(server, room))
+        await viewer.recv()
+        carol, _ = await asyncio.gather(stream_by_update(), realtime_by_query())
+        finals = []
+        while {"Carol", "Dan"} - {speaker for speaker, _ in finals}:
+            event = json.loads(await asyncio.wait_for(viewer.recv(), TIMEOUT_S))
+            if event["type"] == "transcript.final":
+                finals.append((event["speaker"], event["text"]))
+        await viewer.close()
+        return carol, finals
+
+    carol, finals = run(scenario())
+    assert carol[0]["type"] == "error" and "already speaks in a room" in carol[0]["message"]
+    assert {speaker for speaker, _ in finals} == {"Carol", "Dan"}
+
+
+def test_a_room_nobody_uses_ends_after_its_idle_timeout():
+    import logging
+    import time
+
+    from server.settings import RoomSettings, StreamingSettings
+    from server.web.rooms import RoomRegistry
+
+    rooms = RoomRegistry(
+        RoomSettings(room_idle_timeout_s=60),
+        StreamingSettings(),
+        logging.LoggerAdapter(logging.getLogger("test")),
+    )
+    room = rooms.create("anonymous", "Idle")
+    rooms.sweep(time.monotonic() + 30)
+    assert rooms.find(room.room_id, room.watch_token, joining=False) is room
+    rooms.sweep(time.monotonic() + 61)
+    assert room.closed
+    with pytest.raises(Exception, match="no open room"):
+        rooms.find(room.room_id, room.watch_token, joining=False)
