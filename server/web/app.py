@@ -69,7 +69,8 @@ def create_app(
         load_watcher = asyncio.create_task(context.watch_load(), name="load-watcher")
         room_sweeper = asyncio.create_task(sweep_rooms(rooms), name="room-sweeper")
         if on_ready is not None:
-            app.state.announcing = asyncio.create_task(announce(on_ready))
+            ready = announce(scheduler, settings, on_ready)
+            app.state.announcing = asyncio.create_task(ready)
         try:
             yield
         finally:
@@ -78,11 +79,6 @@ def create_app(
             load_watcher.cancel()
             app.state.loading.cancel()
             await scheduler.close()
-
-    async def announce(tell: Callable[[str], None]) -> None:
-        await scheduler.ready.wait()
-        what = backend.description if isinstance(backend, DescribesItself) else settings.model
-        tell(f"StreamScribe is ready at http://{settings.host}:{settings.port}/ ({what})")
 
     app = FastAPI(
         title="StreamScribe",
@@ -125,6 +121,16 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
+
+
+async def announce(
+    scheduler: InferenceScheduler, settings: ServerSettings, tell: Callable[[str], None]
+) -> None:
+    """Once the model is ready: where the page is, and what answers (model, device, type)."""
+    await scheduler.ready.wait()
+    backend = scheduler.transcriber
+    what = backend.description if isinstance(backend, DescribesItself) else settings.model
+    tell(f"StreamScribe is ready at http://{settings.host}:{settings.port}/ ({what})")
 
 
 def add_error_handlers(app: FastAPI, context: ServerContext) -> None:

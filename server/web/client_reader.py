@@ -15,7 +15,7 @@ from server.core.errors import InvalidMessage, LimitExceeded, PeerError
 from server.core.protocol import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY
 from server.policy.limits import check_message_size
 from server.web.inbound import receive_within_limits
-from server.web.rooms import ROOM_PARAMS
+from server.web.rooms import ROOM_PARAMS, join_room
 from server.web.session_choices import check_session_choices
 
 if TYPE_CHECKING:  # the live session builds its reader and hands it itself
@@ -100,7 +100,7 @@ class ClientReader:
         except LimitExceeded as exc:
             raise InvalidMessage(exc.message, code=exc.code) from None
         if room is not None:
-            live.join_room(room, str(params.get("speaker", "")))
+            join_room(live, room, str(params.get("speaker", "")))
 
     def _check_text_size(self, size: int) -> None:
         check_message_size(size, self.limits)

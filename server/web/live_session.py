@@ -40,7 +40,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from server.core import protocol
-from server.core.errors import BackendError, InvalidMessage
+from server.core.errors import BackendError
 from server.core.events import (
     Event,
     FinalText,
@@ -67,7 +67,7 @@ from server.web.client_reader import ClientReader
 from server.web.latency import UtteranceClock
 from server.web.progress import growing_text
 from server.web.registry import LiveSessions
-from server.web.rooms import Room, RoomRegistry, RoomSeat, take_seat
+from server.web.rooms import RoomRegistry, RoomSeat
 from server.web.watchers import Watchers
 from server.web.ws_link import WebsocketLink
 
@@ -284,12 +284,6 @@ class LiveSession:
         self._safely(lambda: self.dispatch(self.session.receive_end_of_stream()))
 
     # ------------------------------------------------------------------ core events
-
-    def join_room(self, room: Room, speaker: str) -> None:
-        """Speak in ``room`` from now on (once per session)."""
-        if self.seat is not None:
-            raise InvalidMessage("this session already speaks in a room", code="invalid_session")
-        self.seat = take_seat(room, self.watchers, self.session_id, speaker, self.opened_at)
 
     def dispatch(self, events: list[Event]) -> None:
         """Carry out what the core asked for: requests to the scheduler, events to the client

@@ -29,7 +29,7 @@ from server.policy.auth import Principal, bearer
 from server.web.admission import admit, check_open, check_origin
 from server.web.live_session import LiveSessionRegistry
 from server.web.realtime_session import RealtimeSession
-from server.web.rooms import RoomRegistry
+from server.web.rooms import RoomRegistry, join_room
 from server.web.ws_link import refuse
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ async def handle_realtime(
         live = _new_session(websocket, context, registry, principal, (model, model_names))
         live.rooms = rooms
         if room is not None:  # a speaker in a meeting room, as on /v1/stream
-            live.join_room(room, websocket.query_params.get("speaker", ""))
+            join_room(live, room, websocket.query_params.get("speaker", ""))
     except PeerError as exc:
         close = CLOSE_TRY_AGAIN_LATER if isinstance(exc, LimitExceeded) else CLOSE_POLICY
         context.metrics.record_error(exc.code)

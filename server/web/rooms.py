@@ -15,11 +15,11 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
 
-from server.core.errors import LimitExceeded, Unauthorized
+from server.core.errors import InvalidMessage, LimitExceeded, Unauthorized
 from server.core.room import RoomFinal, RoomTranscript, check_speaker, room_final
 from server.policy.auth import same_secret
 from server.settings import RoomSettings, StreamingSettings
@@ -196,14 +196,22 @@ class RoomSeat:
             self.room.leave(self)
 
 
-def take_seat(
-    room: Room, watchers: Watchers, session_id: str, speaker: str, stream_zero: float
-) -> RoomSeat:
-    """Seat a live session (its ``watchers``) in ``room``: from now on its finals and
-    partials are told to the room too."""
-    seat = room.join(session_id, speaker, stream_zero)
-    watchers.listeners.append(seat.receive)
-    return seat
+class Seatable(Protocol):
+    """What a live session offers a room (``LiveSession`` has it)."""
+
+    session_id: str
+    opened_at: float  # monotonic: the session's stream time 0
+    watchers: Watchers
+    seat: RoomSeat | None
+
+
+def join_room(live: Seatable, room: Room, speaker: str) -> None:
+    """``live`` speaks in ``room`` from now on (once per session): its finals and partials
+    are told to the room too."""
+    if live.seat is not None:
+        raise InvalidMessage("this session already speaks in a room", code="invalid_session")
+    live.seat = room.join(live.session_id, speaker, live.opened_at)
+    live.watchers.listeners.append(live.seat.receive)
 
 
 class RoomRegistry:

@@ -22,7 +22,7 @@ from server.core.session import Session, default_detector
 from server.policy.auth import Principal, bearer, same_secret
 from server.web.admission import admit, check_open, check_origin
 from server.web.live_session import LiveSession, LiveSessionRegistry
-from server.web.rooms import ROOM_PARAMS, RoomRegistry
+from server.web.rooms import ROOM_PARAMS, RoomRegistry, join_room
 from server.web.session_choices import check_session_choices
 from server.web.ws_link import refuse
 
@@ -88,7 +88,7 @@ def _new_session(
     live = LiveSession(context, registry, session, principal)
     live.rooms = rooms
     if room is not None:
-        live.join_room(room, websocket.query_params.get("speaker", ""))
+        join_room(live, room, websocket.query_params.get("speaker", ""))
     return live
 
 
