@@ -18,6 +18,8 @@ same 2.0 s is WhisperLive's budget. A session is served when its own p95 is with
 one the server refused is not served. StreamScribe's own ``latency_ms`` (after the silence
 window) is reported beside it.
 
+``--burst`` starts every session at once with the same audio, so their utterances end together.
+
 ``--record`` appends the figures to RESULTS.md and writes the JSON behind them to
 benchmarks/results/load/; ``--plot-from FILE`` draws the figure again from such a JSON.
 
@@ -497,7 +499,9 @@ async def run_step(
     session = streamscribe_session if kind == "streamscribe" else whisperlive_session
     rng = random.Random(len(streams))
     tasks = [
-        session(url, stream, rng.uniform(0, args.stagger_s), args.chunk_ms / 1000)
+        session(
+            url, stream, 0 if args.burst else rng.uniform(0, args.stagger_s), args.chunk_ms / 1000
+        )
         for stream in streams
     ]
     return list(await asyncio.gather(*tasks))
@@ -517,7 +521,15 @@ def load_test(args: argparse.Namespace) -> dict[str, Any]:
     try:
         watch = ProcessWatch(process.pid)
         for n in args.steps:
-            streams = [build_stream(clips, index * 5, args.session_s, index) for index in range(n)]
+            streams = [
+                build_stream(
+                    clips,
+                    0 if args.burst else index * 5,
+                    args.session_s,
+                    0 if args.burst else index,
+                )
+                for index in range(n)
+            ]
             watch.cpu_at_start = watch.cpu_s()
             batches_before = batch_counts(port) if args.server == "streamscribe" else None
             started = time.monotonic()
@@ -536,7 +548,8 @@ def load_test(args: argparse.Namespace) -> dict[str, Any]:
             "model": args.model,
             "session_s": args.session_s,
             "chunk_ms": args.chunk_ms,
-            "stagger_s": args.stagger_s,
+            "stagger_s": 0 if args.burst else args.stagger_s,
+            "burst": args.burst,
             "admission": args.admission,
             "largest_n_that_holds": max(held) if held else 0,
             "steps": steps,
@@ -680,6 +693,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure", default="", help="the figure's name (default: by run)")
     parser.add_argument("--chunk-ms", type=int, default=20, help="audio per message")
     parser.add_argument("--stagger-s", type=float, default=10.0, help="sessions start within")
+    parser.add_argument(
+        "--burst", action="store_true", help="every session the same audio, all at once"
+    )
     parser.add_argument(
         "--plot-from", type=Path, nargs="+", help="draw the figure from recorded JSON files"
     )

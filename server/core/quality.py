@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from server.core.transcription import Segment, Transcription, join_segment_texts
+from server.core.transcription import Segment, Transcription, Word, join_segment_texts
 
 # Phrases Whisper produces on silence and noise, learned from subtitle credits.
 KNOWN_HALLUCINATIONS = frozenset(
@@ -89,3 +89,17 @@ def filter_transcription(
         else:
             reasons.append(problem)
     return join_segment_texts(kept), (",".join(sorted(set(reasons))) or None)
+
+
+def kept_words(
+    transcription: Transcription, thresholds: QualityThresholds, hotwords: str = ""
+) -> tuple[Word, ...]:
+    """The words of the segments ``filter_transcription`` keeps: a dropped hallucination's
+    words must not time a caption either."""
+    keywords = keyword_words(hotwords)
+    return tuple(
+        word
+        for segment in transcription.segments
+        if segment_problem(segment, thresholds, keywords) is None
+        for word in segment.words
+    )

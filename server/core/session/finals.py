@@ -111,6 +111,7 @@ class FinalsInOrder:
             answer,
             (text, dropped),
             session_language,
+            self.thresholds,
         )
         if text and not dropped:
             self.prompt.receive_final(text, final.language)

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from server.core.agreement import continuation_after, words_of
 from server.core.errors import InvalidMessage
 from server.core.events import Event, FinalText, PartialText, SessionError
-from server.core.quality import QualityThresholds, filter_transcription
+from server.core.quality import QualityThresholds, filter_transcription, kept_words
 from server.core.session.utterance import FailedUtterance, Utterance, UtteranceState
-from server.core.transcription import TranscribeRequest, Transcription, Word
+from server.core.transcription import TranscribeRequest, Transcription
 
 # Utterances whose final failed keep their audio for a retry; beyond this many, the oldest go.
 MAX_RETAINED_FAILURES = 16
@@ -82,9 +82,12 @@ def final_text(
     answer: Transcription,
     filtered: tuple[str, str | None],
     session_language: str | None,
+    thresholds: QualityThresholds,
 ) -> FinalText:
-    """The final event for an answer, with the text the quality filter (and agreement) left."""
+    """The final event for an answer, with the text the quality filter (and agreement) left,
+    and the words of the segments it kept when the session asked for words."""
     text, dropped = filtered
+    options = request.options
     return FinalText(
         utterance_id=utterance_id,
         text=text,
@@ -92,18 +95,14 @@ def final_text(
         end_samples=span[1],
         reason=reason,
         language=answer.language or session_language,
-        prompt=request.options.prompt,
+        prompt=options.prompt,
         backend=answer.backend,
         inference_ms=answer.inference_ms,
         dropped=dropped,
         usage=answer.usage,
         failover_reason=answer.failover_reason,
-        words=_words(answer) if request.options.word_timestamps else (),
+        words=kept_words(answer, thresholds, options.hotwords) if options.word_timestamps else (),
     )
-
-
-def _words(answer: Transcription) -> tuple[Word, ...]:
-    return tuple(word for segment in answer.segments for word in segment.words)
 
 
 def retried_final(
@@ -122,6 +121,7 @@ def retried_final(
         answer,
         filter_transcription(answer, thresholds, failed.retry_request.options.hotwords),
         session_language,
+        thresholds,
     )
     return dataclasses.replace(final, retried=True)
 

@@ -55,3 +55,15 @@ def test_words_are_asked_for_with_include_and_translation_with_task():
         parse_options({"include": ["logprobs"]})
     with pytest.raises(InvalidMessage):
         parse_options({"task": "summarize"})
+
+
+def test_a_dropped_segment_gives_no_words():
+    from server.core.quality import kept_words
+    from server.core.transcription import Word
+
+    spoken = Segment(" Hello there.", avg_logprob=-0.2, words=(Word("Hello", 0.0, 0.4),))
+    invented = Segment(
+        " Thank you.", no_speech_prob=0.9, avg_logprob=-0.8, words=(Word("Thank", 5.0, 5.2),)
+    )
+    words = kept_words(Transcription(segments=(spoken, invented)), QualityThresholds())
+    assert [word.word for word in words] == ["Hello"]
