@@ -16,9 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -29,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from recording import append_results, save_json  # noqa: E402
 from remote_overhead import start_server, stop  # noqa: E402
 from streaming_latency import SHARED, percentile, wer  # noqa: E402
 
@@ -36,7 +34,6 @@ from client.sources import decode_file  # noqa: E402
 from client.stream import stream_pcm  # noqa: E402
 
 FILES = ["en_librivox_sonnet001.mp3", "en_mfa_acoustic_corpus.wav"]
-RESULTS_DIR = ROOT / "benchmarks" / "results" / "continuous"
 
 
 def reference(name: str) -> str:
@@ -101,14 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def record(args: argparse.Namespace, body: dict) -> None:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    suffix = f"-{args.label}" if args.label else ""
-    json_path = RESULTS_DIR / f"{date.today().isoformat()}-{commit}{suffix}.json"
-    json_path.write_text(json.dumps({"machine": machine, "commit": commit, **body}, indent=2))
+    json_path, commit, machine = save_json("continuous", body, args.label)
     lines = [
         f"\n## Continuous speech: cut point to final ({args.label or 'run'}, {date.today()})\n",
         f"Machine: {machine}. Commit: {commit}. Command: `python benchmarks/continuous.py "
@@ -127,8 +117,7 @@ def record(args: argparse.Namespace, body: dict) -> None:
                 f"{row['cut_to_final_max_ms']} ms | {row['within_1s']} of {row['finals']} | "
                 f"{row['wer'] * 100:.1f} % |"
             )
-    with (ROOT / "benchmarks" / "RESULTS.md").open("a") as out:
-        out.write("\n".join(lines) + "\n")
+    append_results(lines)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import re
-import subprocess
 import sys
 from datetime import date
 from pathlib import Path
@@ -33,13 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from recording import append_results, save_json  # noqa: E402
 from remote_overhead import start_server, stop  # noqa: E402
 from streaming_latency import SHARED, wer  # noqa: E402
 
 from client.sources import decode_file  # noqa: E402
 from client.stream import stream_pcm  # noqa: E402
 
-RESULTS_DIR = ROOT / "benchmarks" / "results" / "keywords"
 # (file, the rare name as the reference spells it, the language to ask for)
 NAMES = [
     ("en_ami_ES2011a_40-46s.wav", "Claflin", "en"),
@@ -160,15 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def record(args: argparse.Namespace, body: dict) -> None:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS_DIR / f"{date.today().isoformat()}-{commit}.json"
-    json_path.write_text(
-        json.dumps({"machine": machine, "commit": commit, **body}, indent=2, ensure_ascii=False)
-    )
+    json_path, commit, machine = save_json("keywords", body)
     lines = [
         f"\n## Keywords: rare names and silence ({date.today()})\n",
         f"Machine: {machine}. Commit: {commit}. Command: `python benchmarks/keywords.py "
@@ -185,8 +174,7 @@ def record(args: argparse.Namespace, body: dict) -> None:
             f"{quiet['requests_per_label']} | {quiet['with_only_keywords']} | "
             f"{quiet['dropped_as_keyword_echo']} |"
         )
-    with (ROOT / "benchmarks" / "RESULTS.md").open("a") as out:
-        out.write("\n".join(lines) + "\n")
+    append_results(lines)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -41,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from recording import append_results, save_json  # noqa: E402
 from remote_overhead import start_server, stop  # noqa: E402
 from streaming_latency import build_stream, english_files, free_port, percentile, wer  # noqa: E402
 
@@ -50,7 +50,6 @@ MODEL = ["--model", "tiny.en", "--compute-type", "int8"]
 CALM = ["--admission", "false", "--final-latency-budget-ms", "60000", "--max-final-load", "1.0"]
 START = ["start", "--head", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"]
 DEPLOY = [sys.executable, "-m", "streamscribe", "ray", "deploy", *MODEL, "--replicas", "2"]
-RESULTS_DIR = ROOT / "benchmarks" / "results" / "ray"
 
 
 def ray_command() -> str:
@@ -175,13 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def record(args: argparse.Namespace, body: dict) -> None:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS_DIR / f"{date.today().isoformat()}-{commit}.json"
-    json_path.write_text(json.dumps({"machine": machine, "commit": commit, **body}, indent=2))
+    json_path, commit, machine = save_json("ray", body)
     command = f"python benchmarks/ray_overhead.py --files {args.files} --sessions {args.sessions}"
     lines = [
         f"\n## Ray Serve backend: one process against gateway + 2 replicas ({date.today()})\n",
@@ -192,8 +185,7 @@ def record(args: argparse.Namespace, body: dict) -> None:
         "```",
         "",
     ]
-    with (ROOT / "benchmarks" / "RESULTS.md").open("a") as out:
-        out.write("\n".join(lines))
+    append_results(lines)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 from server.backends.base import DescribesItself, ForwardsRequests, Transcriber
 from server.backends.remote import RemoteTranscriber
@@ -137,18 +137,32 @@ class FailoverTranscriber:
         final: bool = True,
         on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcription:
+        call = self.remote.transcribe(audio, options, final=final, on_segment=on_segment)
+        return await self._routed(call, audio, options, final, on_segment)
+
+    async def _routed(
+        self,
+        primary: Coroutine[Any, Any, Transcription],
+        audio: Samples,
+        options: DecodeOptions,
+        final: bool,
+        on_segment: Callable[[Segment], None] | None,
+    ) -> Transcription:
+        """The routing table at the top: ``primary`` (the primary's call, not yet awaited), or
+        the local model when the table says so or the primary fails."""
         if self.local is not None and (
             options.backend == "local" or (not final and options.partial_backend != "remote")
         ):
+            primary.close()  # never awaited: the local model answers
             return await self._transcribe_locally(audio, options, final, on_segment)
         try:
-            return await self.remote.transcribe(audio, options, final=final, on_segment=on_segment)
+            return await primary
         except RemoteError as exc:
             if self.local is None:
                 raise
             if final:
                 self.failovers += 1
-                log.warning("remote failed (%s); the local model answers this request", exc)
+                log.warning("%s failed (%s); the local model answers this request", self.name, exc)
             answer = await self._transcribe_locally(audio, options, final, on_segment)
             return dataclasses.replace(answer, failover_reason=str(exc))
 
@@ -186,21 +200,9 @@ class RequestFailover(FailoverTranscriber):
         self.forwarding = remote
 
     async def transcribe_request(self, request: TranscribeRequest) -> Transcription:
-        options, final = request.options, request.kind is RequestKind.FINAL
-        if self.local is not None and (
-            options.backend == "local" or (not final and options.partial_backend != "remote")
-        ):
-            return await self._transcribe_locally(request.audio, options, final, None)
-        try:
-            return await self.forwarding.transcribe_request(request)
-        except RemoteError as exc:
-            if self.local is None:
-                raise
-            if final:
-                self.failovers += 1
-                log.warning("%s failed (%s); the local model answers this request", self.name, exc)
-            answer = await self._transcribe_locally(request.audio, options, final, None)
-            return dataclasses.replace(answer, failover_reason=str(exc))
+        final = request.kind is RequestKind.FINAL
+        call = self.forwarding.transcribe_request(request)
+        return await self._routed(call, request.audio, request.options, final, None)
 
 
 class ForwardingPrimary(Primary, ForwardsRequests, Protocol):
