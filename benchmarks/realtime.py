@@ -163,8 +163,10 @@ def per_file(spans: list[dict], items: list[dict]) -> list[dict]:
     return rows
 
 
-def realtime_items(started: float, events: list[dict]) -> tuple[list[dict], float]:
-    items, before_stop, long_items = [], 0, 0
+def realtime_items(started: float, events: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Each item's times and text, and for every item over 2 s of speech whether a delta came
+    before its ``speech_stopped`` (with the first delta's text, to see what a miss was)."""
+    items, long_items = [], []
     starts = {e["item_id"]: e for e in events if e["type"] == "input_audio_buffer.speech_started"}
     for item_id, start in starts.items():
         deltas = [e for e in events if e["type"].endswith(".delta") and e["item_id"] == item_id]
@@ -180,9 +182,19 @@ def realtime_items(started: float, events: list[dict]) -> tuple[list[dict], floa
             ),
             None,
         )
-        if stop is not None and stop["audio_end_ms"] - start["audio_start_ms"] - 500 > 2000:
-            long_items += 1
-            before_stop += bool(deltas) and deltas[0]["received_at"] < stop["received_at"]
+        # The item's span less the 300 ms pre-roll and the 200 ms end padding.
+        speech_ms = stop["audio_end_ms"] - start["audio_start_ms"] - 500 if stop else 0
+        if speech_ms > 2000:
+            long_items.append(
+                {
+                    "item_id": item_id,
+                    "speech_ms": speech_ms,
+                    "delta_before_speech_stopped": bool(deltas)
+                    and deltas[0]["received_at"] < stop["received_at"],
+                    "first_delta": deltas[0]["delta"] if deltas else None,
+                    "transcript": done["transcript"] if done else None,
+                }
+            )
         items.append(
             {
                 "start_s": start["audio_start_ms"] / 1000,
@@ -191,7 +203,7 @@ def realtime_items(started: float, events: list[dict]) -> tuple[list[dict], floa
                 "text": done["transcript"] if done else "",
             }
         )
-    return items, before_stop / long_items if long_items else float("nan")
+    return items, long_items
 
 
 def stream_items(result, *, stable: bool) -> list[dict]:
@@ -264,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--realtime-only",
+        action="store_true",
+        help="only the /v1/realtime run; print its items over 2 s and write nothing",
+    )
     args = parser.parse_args(argv)
     entries = files()
     pcm, spans = build_stream(entries)
@@ -272,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     server = serve(args.model, port)
     try:
         started, events = asyncio.run(realtime_run(port, pcm))
+        if args.realtime_only:
+            print(json.dumps(realtime_items(started, events)[1], indent=2))
+            return 0
         result = asyncio.run(
             stream_pcm(
                 f"ws://127.0.0.1:{port}/v1/stream",
@@ -284,7 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.terminate()
         server.wait(30)
-    items, share_before_stop = realtime_items(started, events)
+    items, long_items = realtime_items(started, events)
+    share_before_stop = (
+        sum(item["delta_before_speech_stopped"] for item in long_items) / len(long_items)
+        if long_items
+        else float("nan")
+    )
     realtime_rows = per_file(spans, items)
     stream_rows = per_file(spans, stream_items(result, stable=False))
     stable_rows = per_file(spans, stream_items(result, stable=True))
@@ -316,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 "commit": commit,
                 "command": f"python benchmarks/realtime.py --model {args.model}",
                 "realtime_files": realtime_rows,
+                "realtime_items_over_2_s": long_items,
                 "stream_files": stream_rows,
                 "stream_stable_files": stable_rows,
             },

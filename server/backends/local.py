@@ -6,6 +6,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +118,22 @@ class FasterWhisperTranscriber:
             ) from exc
         self.multilingual = bool(self._model.model.is_multilingual)
         self._batched = _BatchedDecoder(self._model, self.multilingual)
-        # Warm up: the first call allocates buffers and is several times slower.
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """The first call of each model worker, for each window size, allocates its buffers and
+        is several times slower: without this the first utterance of the first session (its
+        partials on their short window above all) pays for it."""
         warmup = np.random.default_rng(0).normal(0, 0.01, STREAM_RATE_HZ).astype(np.float32)
-        self.transcribe(warmup, DecodeOptions(language="en"), final=True)
+        options = DecodeOptions(language="en")
+        with ThreadPoolExecutor(max_workers=max(self.num_workers, 1)) as pool:
+            for final in (True, False):
+                calls = [
+                    pool.submit(self.transcribe, warmup, options, final=final)
+                    for _ in range(max(self.num_workers, 1))
+                ]
+                for call in calls:
+                    call.result()
 
     @property
     def description(self) -> str:

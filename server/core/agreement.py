@@ -11,6 +11,13 @@ silence agree on those as readily as on real words; a word that the model has si
 past is far more likely to be right. Three agreeing hypotheses rather than two for the same
 reason: greedy partials of nearly the same audio make the same mistakes, and every wrong stable
 word is a word the final must keep. ``benchmarks/agreement_replay.py`` measures the choice.
+
+A *settled* hypothesis is the exception to the last-word rule: one of audio that ends in a pause
+(the partial asked for when the speaker pauses, or the speculative final). Its last word is not
+cut by the audio's end, so the words it agrees on with the previous hypotheses, its last word
+included, become stable. Short utterances ("One, two, three.") rarely get three hypotheses and a
+word beyond them before they end; this is what gives them stable words (OpenAI Realtime deltas)
+while the speaker is paused, before the silence window closes.
 """
 
 from __future__ import annotations
@@ -24,9 +31,22 @@ def words_of(text: str) -> list[str]:
     return text.split()
 
 
+# Whisper writes a number as digits in one hypothesis and as a word in the next ("1," then
+# "One,"), so a counted list would never agree: single-word English numbers compare as digits.
+_UNITS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+)
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety"
+_NUMBER_WORDS = {word: str(value) for value, word in enumerate(_UNITS.split())} | {
+    word: str(10 * tens) for tens, word in enumerate(_TENS.split(), start=2)
+}
+
+
 def comparable(word: str) -> str:
     """Key under which two spellings of a word count as the same."""
-    return _PUNCTUATION.sub("", word).lower()
+    key = _PUNCTUATION.sub("", word).lower()
+    return _NUMBER_WORDS.get(key, key)
 
 
 def common_prefix_words(first: list[str], second: list[str]) -> int:
@@ -89,11 +109,24 @@ class LocalAgreement:
         A hypothesis without words (the request at speech onset heard too little, or its text
         was dropped as unreliable) is no vote: counting it would make the next two hypotheses
         agree with nothing, and delay every stable word by that many partials."""
+        return self._receive(text, settled=False)
+
+    def receive_settled_hypothesis(self, text: str) -> tuple[str, str]:
+        """Take a hypothesis of audio that ends in a pause (see the module's docstring)."""
+        return self._receive(text, settled=True)
+
+    def finalize(self, text: str) -> str:
+        """The final text: the stable words as shown, then the final hypothesis's remainder."""
+        return " ".join(
+            [*self.stable_words, *continuation_after(self.stable_words, words_of(text))]
+        )
+
+    def _receive(self, text: str, *, settled: bool) -> tuple[str, str]:
         if not words_of(text):
             return self.stable_text, ""
         tail = continuation_after(self.stable_words, words_of(text))
-        if len(self._previous) == self.agreeing - 1:
-            agreed = max(len(tail) - 1, 0)
+        if len(self._previous) == self.agreeing - 1 or (settled and self._previous):
+            agreed = len(tail) if settled else max(len(tail) - 1, 0)
             for previous in self._previous:
                 previous_tail = continuation_after(self.stable_words, previous)
                 agreed = min(agreed, common_prefix_words(previous_tail, tail))
@@ -101,9 +134,3 @@ class LocalAgreement:
             tail = tail[agreed:]
         self._previous = [*self._previous, words_of(text)][-(self.agreeing - 1) :]
         return self.stable_text, " ".join(tail)
-
-    def finalize(self, text: str) -> str:
-        """The final text: the stable words as shown, then the final hypothesis's remainder."""
-        return " ".join(
-            [*self.stable_words, *continuation_after(self.stable_words, words_of(text))]
-        )

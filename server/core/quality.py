@@ -103,3 +103,28 @@ def kept_words(
         if segment_problem(segment, thresholds, keywords) is None
         for word in segment.words
     )
+
+
+# A partial decodes a few seconds greedily: on laughter or a drawn-out word it loops on a short
+# phrase ("Montreal Montreal Montreal") long before the text is long enough for the compression
+# ratio to catch it, and three such partials would make the loop stable, so the final would
+# keep it. Three repeats of one to three words in a row are a loop.
+LOOP_REPEATS = 3
+LOOP_MAX_WORDS = 3
+
+
+def cut_repetition_loop(text: str) -> str:
+    """A partial's text up to where it starts looping (the phrase kept once)."""
+    words = text.split()
+    keys = [_normalized(word) for word in words]
+    for start in range(len(words)):
+        for size in range(1, LOOP_MAX_WORDS + 1):
+            phrase = keys[start : start + size]
+            if len(phrase) < size or not all(phrase):
+                break
+            repeats = 1
+            while keys[start + repeats * size : start + (repeats + 1) * size] == phrase:
+                repeats += 1
+            if repeats >= LOOP_REPEATS:
+                return " ".join(words[: start + size])
+    return text

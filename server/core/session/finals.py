@@ -62,9 +62,9 @@ class FinalsInOrder:
             if utterance.has_outcome:
                 continue
             if utterance.final_request is None and utterance.wanted_final_end is not None:
-                # The stable words are frozen from here on (no partial is applied after this
-                # request); the model decodes the whole utterance freely and the final keeps
-                # the stable words, aligned to its answer (``LocalAgreement.finalize``).
+                # The model decodes the whole utterance freely; the final keeps the stable
+                # words as they are when speech ends (partials still count while the speaker
+                # is only paused), aligned to its answer (``LocalAgreement.finalize``).
                 request = self._make_request(
                     utterance, utterance.wanted_final_end, utterance.final_audio
                 )

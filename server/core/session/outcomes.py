@@ -9,7 +9,12 @@ from collections.abc import Callable
 from server.core.agreement import continuation_after, words_of
 from server.core.errors import InvalidMessage
 from server.core.events import Event, FinalText, PartialText, SessionError
-from server.core.quality import QualityThresholds, filter_transcription, kept_words
+from server.core.quality import (
+    QualityThresholds,
+    cut_repetition_loop,
+    filter_transcription,
+    kept_words,
+)
 from server.core.session.utterance import FailedUtterance, Utterance, UtteranceState
 from server.core.transcription import TranscribeRequest, Transcription
 
@@ -146,14 +151,21 @@ def apply_partial(
     request: TranscribeRequest,
     answer: Transcription,
     thresholds: QualityThresholds,
+    *,
+    settled: bool = False,
 ) -> list[Event]:
-    """A partial answer: its words go through the agreement policy, and the partial on screen
-    changes if what it shows does."""
-    if request.request_id <= utterance.applied_partial_id or utterance.final_request is not None:
-        return []  # stale, or the stable words are already frozen into a final request
+    """A partial answer: its words go through the agreement policy (as a settled hypothesis
+    when its audio ends in a pause), and the partial on screen changes if what it shows does.
+    One that was on its way when the speaker paused still counts; once speech has ended the
+    final is coming and the stable words stay as they are."""
+    if request.request_id <= utterance.applied_partial_id or not utterance.open:
+        return []
     utterance.applied_partial_id = request.request_id
     text, _ = filter_transcription(answer, thresholds, request.options.hotwords)
-    stable, unstable = utterance.agreement.receive_hypothesis(text)
+    text = cut_repetition_loop(text)
+    agreement = utterance.agreement
+    hear = agreement.receive_settled_hypothesis if settled else agreement.receive_hypothesis
+    stable, unstable = hear(text)
     if (stable, unstable) == utterance.last_partial or not (stable or unstable):
         return []
     return [show_partial(utterance, stable, unstable, request, answer.backend)]
@@ -163,15 +175,14 @@ def hear_speculative(
     utterance: Utterance, answer: Transcription, thresholds: QualityThresholds
 ) -> list[Event]:
     """A speculative final answered while the speaker is still paused is a hypothesis of the
-    utterance so far, decoded whole: the agreement hears it like a partial's, so the words it
-    confirms are stable (shown, and sent as deltas) before the silence window closes. If speech
-    ends there, the final is this same answer; if it resumes, these words stay stable, as a
-    partial's would."""
+    utterance so far, decoded whole: the agreement hears it as a settled hypothesis, so the
+    words it confirms are stable (shown, and sent as deltas). If speech ends there, the final
+    is this same answer; if it resumes, these words stay stable, as a partial's would."""
     request = utterance.final_request
     if utterance.state is not UtteranceState.PAUSED or request is None:
         return []
     text, _ = filter_transcription(answer, thresholds, request.options.hotwords)
-    stable, unstable = utterance.agreement.receive_hypothesis(text)
+    stable, unstable = utterance.agreement.receive_settled_hypothesis(text)
     if (stable, unstable) == utterance.last_partial or not (stable or unstable):
         return []
     return [show_partial(utterance, stable, unstable, request, answer.backend)]

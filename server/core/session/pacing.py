@@ -6,6 +6,13 @@ sooner than the last partial's turnaround (queue wait plus inference): under loa
 slow down before finals do. The server's load level doubles the interval (``PARTIALS_SLOWED``)
 or stops partials (``PARTIALS_PAUSED``); the first partial of an utterance is never slowed by
 load: it shows the speaker they are heard.
+
+When the speaker pauses (the segmenter's ``SpeechPaused``, as the speculative final is asked
+for) after words no partial has heard, one more partial is due at once, whatever the interval:
+its audio ends in silence, so it is a settled hypothesis
+(``LocalAgreement.receive_settled_hypothesis``), and at the end of an utterance it is the last
+chance of stable words (OpenAI Realtime deltas) before the silence window closes. Not under load,
+nor when the model's turnaround says it would come after the window.
 """
 
 from __future__ import annotations
@@ -41,6 +48,20 @@ class PartialPacer:
             # too little to give text, and the first words tell the speaker they are heard.
             interval //= 2
         utterance.next_partial_samples = position_samples + interval
+        return True
+
+    def pause_due(
+        self, utterance: Utterance, voiced_end_samples: int, silence_window_ms: int
+    ) -> bool:
+        """Whether ``utterance`` gets a pause partial now (see the module's docstring)."""
+        if (
+            self.load is not LoadLevel.NORMAL
+            or self.turnaround_ms >= silence_window_ms
+            or utterance.state is not UtteranceState.PAUSED
+            or voiced_end_samples <= utterance.partial_voiced_end
+        ):
+            return False
+        utterance.partial_voiced_end = voiced_end_samples
         return True
 
     def _interval_samples(self) -> int:

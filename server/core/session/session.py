@@ -15,7 +15,8 @@ retry). This module ties them together:
     SpeechStarted(start)          new utterance; UtteranceStarted; partials while it is SPEAKING
     SpeechPaused(end)             speculative final request for [start, end): its answer is the
                                   final if the silence window closes, so finals are ready early;
-                                  it is also one more hypothesis for the stable words
+                                  it is also a settled hypothesis for the stable words (as is
+                                  the pause partial asked for a little sooner, see ``pacing``)
     SpeechResumed                 RequestCancelled for the speculative request
     SpeechEnded(end, reason)      UtteranceStopped; final request for [start, end) unless the
                                   speculative one covers exactly that
@@ -356,15 +357,18 @@ class Session:
 
     def _maybe_request_partial(self) -> list[Event]:
         utterance = self._current
-        if (
-            utterance is None
-            or not self.options.partials
-            or not self._pacer.due(
-                utterance, self.position_samples, self._path.last_voiced_end_samples
-            )
-        ):
+        if utterance is None or not self.options.partials:
             return []
-        return [self._requests.partial(utterance, self.position_samples)]
+        position, voiced_end = self.position_samples, self._path.last_voiced_end_samples
+        settled = self._pacer.pause_due(utterance, voiced_end, self.options.silence_duration_ms)
+        if not settled and not self._pacer.due(utterance, position, voiced_end):
+            return []
+        # A pause partial covers what the speculative final covers: up to where the pause began.
+        end = utterance.wanted_final_end if settled and utterance.wanted_final_end else position
+        request = self._requests.partial(utterance, end)
+        if settled:
+            utterance.settled_partial_ids.add(request.request_id)
+        return [request]
 
     # ------------------------------------------------------------------ answers
 
@@ -373,7 +377,9 @@ class Session:
     ) -> list[Event]:
         if request.request_id > utterance.applied_partial_id and utterance.final_request is None:
             self._pacer.turnaround_ms = answer.queue_ms + answer.inference_ms
-        return apply_partial(utterance, request, answer, self.thresholds)
+        settled = request.request_id in utterance.settled_partial_ids
+        utterance.settled_partial_ids.discard(request.request_id)
+        return apply_partial(utterance, request, answer, self.thresholds, settled=settled)
 
     def _emit_ready_finals(self) -> list[Event]:
         return self._finals.emit_ready(self.options.language) + self._finish_if_drained()

@@ -85,6 +85,8 @@ class Utterance:
     partial_voiced_end: int = -1
     applied_partial_id: int = -1
     last_partial: tuple[str, str] | None = None
+    # Partials whose audio ends in a pause (settled hypotheses: their last word is whole).
+    settled_partial_ids: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.machine = StateMachine(
@@ -99,6 +101,11 @@ class Utterance:
 
     def fire(self, event: UtteranceEvent) -> UtteranceState:
         return self.machine.fire(event)
+
+    @property
+    def open(self) -> bool:
+        """Speech has not ended: partials still shape the stable words."""
+        return self.state in (UtteranceState.SPEAKING, UtteranceState.PAUSED)
 
     @property
     def has_outcome(self) -> bool:

@@ -92,6 +92,44 @@ def test_speculative_final_is_requested_before_the_silence_window_closes():
     assert finals and not [e for e in events if isinstance(e, UtteranceStopped)]
 
 
+def test_a_pause_asks_for_a_partial_whose_words_become_stable_before_speech_stops():
+    # Partials hear "one", "one", "one two": three agree on "one" only, as "two" is the
+    # newest hypothesis's last word. When speech pauses a partial is due at once, for the
+    # speculative final's span; its audio ends in silence, so its words need no word after
+    # them: what it agrees on with the previous two ("one two") is stable before the silence
+    # window closes.
+    driver = Driver(energy_session(), ScriptedTranscriber(["one two three"], words_per_second=2))
+    driver.feed(pcm16(bursts(300, 1500, 250)), 320, hold=True)
+    final = next(r for r in driver.held if r.kind is RequestKind.FINAL)
+    partials = [r for r in driver.held if r.kind is RequestKind.PARTIAL]
+    pause_partial = partials[-1]
+    assert pause_partial.end_samples == final.end_samples
+    for request in partials[:-1]:
+        driver.reply(request)
+    assert driver.of_type(PartialText)[-1].stable_text == "one"
+    driver.reply(pause_partial)
+    assert not driver.of_type(UtteranceStopped)  # the speaker is still paused
+    shown = driver.of_type(PartialText)[-1]
+    assert (shown.stable_text, shown.text) == ("one two", "one two three")
+    driver.reply(final)
+    driver.feed(pcm16(bursts(0, 0, 600)), 320)
+    assert driver.of_type(FinalText)[0].text.startswith("one two")
+
+
+def test_a_partial_answered_after_speech_ended_changes_nothing():
+    driver = Driver(energy_session(), ScriptedTranscriber(["one two three"], words_per_second=2))
+    driver.feed(pcm16(bursts(300, 1500, 250)), 320, hold=True)
+    late = [r for r in driver.held if r.kind is RequestKind.PARTIAL][-1]
+    for request in driver.held:
+        if request is not late:
+            driver.reply(request)
+    driver.feed(pcm16(bursts(0, 0, 600)), 320)
+    assert driver.of_type(UtteranceStopped)
+    count = len(driver.of_type(PartialText))
+    driver.reply(late)
+    assert len(driver.of_type(PartialText)) == count
+
+
 def test_finals_come_out_in_order_even_when_answers_do_not():
     driver = Driver(energy_session(), ScriptedTranscriber(["first", "second"]))
     driver.feed(TWO_UTTERANCES, 3200, hold=True)
@@ -169,8 +207,8 @@ def test_the_final_keeps_the_stable_words_and_takes_the_rest_from_its_answer():
     final = driver.of_type(FinalText)[0]
     # The stable words as shown, then the answer's words after the part aligned to them.
     assert final.text == "one two three four five six seven"
-    # After the final request no partial is applied: only the speculative final's own answer,
-    # heard while the speaker is paused, may still confirm stable words.
+    # After the final request only hypotheses of its own span (the speculative final's answer
+    # and the pause partial, heard while the speaker is paused) may confirm stable words.
     index = driver.events.index(final_request)
     later = [e for e in driver.events[index:] if isinstance(e, PartialText)]
     assert all(p.end_samples == final_request.end_samples for p in later)
@@ -241,9 +279,12 @@ def test_prompt_resets_after_a_long_silence():
 
 def test_prompt_resets_when_the_language_changes():
     class Switching(ScriptedTranscriber):
+        finals = 0
+
         def transcribe(self, audio, options, *, final=True):
             answer = super().transcribe(audio, options, final=final)
-            language = "en" if not self.requests or len(self.requests) < 6 else "de"
+            self.finals += final
+            language = "en" if self.finals < 2 else "de"  # from the second final on
             return Transcription(answer.segments, language=language, backend="t")
 
     driver = Driver(energy_session(), Switching(["one", "two", "three"]))
@@ -365,9 +406,11 @@ def test_updates_are_validated_and_audio_format_is_fixed_once_audio_flows():
 
 
 def per_utterance(events):
-    """Per utterance: its requests, its VAD events and its finals, each in order.
+    """Per utterance: its partial requests, its final requests, its VAD events and its finals,
+    each in order.
 
-    What depends on when answers arrive is left out: the interleaving of these streams, the
+    What depends on when answers arrive is left out: the interleaving of these streams (a
+    final request waits for the previous final), the
     partials (an answer that comes after the final request is ignored), the prompts of partial
     requests and the prefix of final requests (the stable words known by then), and
     ``inference_ms``.
@@ -378,7 +421,7 @@ def per_utterance(events):
             key = (event.kind, event.start_samples, event.end_samples)
             if event.kind is RequestKind.FINAL:
                 key += (event.options.prompt,)
-            stream = "requests"
+            stream = f"{event.kind.name} requests"
         elif isinstance(event, UtteranceStarted | UtteranceStopped):
             key, stream = event, "vad"
         elif isinstance(event, FinalText):

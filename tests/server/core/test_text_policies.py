@@ -2,7 +2,7 @@
 
 from server.core.agreement import LocalAgreement, continuation_after, words_of
 from server.core.prompt import PromptCarry, tail_at_word_boundary
-from server.core.quality import QualityThresholds, filter_transcription
+from server.core.quality import QualityThresholds, cut_repetition_loop, filter_transcription
 from server.core.transcription import Segment, Transcription
 
 
@@ -32,6 +32,28 @@ def test_the_last_word_of_a_hypothesis_never_becomes_stable():
         stable, tail = agreement.receive_hypothesis("in 1813. you")
     assert (stable, tail) == ("in 1813.", "you")
     assert agreement.finalize("In 1813.") == "in 1813."
+
+
+def test_a_settled_hypothesis_makes_what_it_agrees_on_stable_last_word_included():
+    agreement = LocalAgreement()
+    agreement.receive_hypothesis("One.")
+    assert agreement.receive_hypothesis("One, two.") == ("", "One, two.")
+    # Audio that ends in a pause: its last word is whole, so agreement with the previous
+    # hypotheses (both) is enough.
+    assert agreement.receive_settled_hypothesis("One, two, three.") == ("One,", "two, three.")
+    fresh = LocalAgreement()
+    fresh.receive_hypothesis("One, two.")
+    assert fresh.receive_settled_hypothesis("One, two.") == ("One, two.", "")
+    # With nothing to agree with, nothing becomes stable.
+    alone = LocalAgreement()
+    assert alone.receive_settled_hypothesis("One, two.") == ("", "One, two.")
+
+
+def test_a_number_written_as_digits_or_as_a_word_agrees():
+    agreement = LocalAgreement()
+    agreement.receive_hypothesis("1.")
+    agreement.receive_hypothesis("One, two.")
+    assert agreement.receive_hypothesis("1, 2, 3") == ("1,", "2, 3")
 
 
 def test_stable_words_survive_a_model_changing_its_mind():
@@ -104,3 +126,11 @@ def test_filter_keeps_confident_speech_and_names_what_it_drops():
     assert filter_transcription(stats(" Thank you.", avg_logprob=-0.1), thresholds)[0] == (
         "Thank you."
     )
+
+
+def test_a_partial_that_starts_looping_is_cut_after_the_phrase_once():
+    assert cut_repetition_loop("Montreal Montreal Montreal... forced") == "Montreal"
+    assert cut_repetition_loop("and then a b a b a b a") == "and then a b"
+    # Two repeats are speech ("very very"); three of a phrase are a loop.
+    assert cut_repetition_loop("It was very very good.") == "It was very very good."
+    assert cut_repetition_loop("hahaha, One, two, three.") == "hahaha, One, two, three."
