@@ -161,13 +161,12 @@ def test_realtime_matches_the_stream_on_the_same_audio_with_live_deltas(server):
     long_items = [
         item
         for item, stop in stopped.items()
-        # Over 4 s of speech (the pre-roll and end padding aside). Shorter ones get their
-        # deltas before speech_stopped when partials are quick enough (the scripted backend's
-        # test shows it for 2 s); tiny.en partials take 0.5-1 s on two cores, and
-        # benchmarks/realtime.py measures the share.
-        if stop.audio_end_ms - started[item].audio_start_ms - 500 > 4000
+        # Over 2 s of speech (the pre-roll and end padding aside): the partials while the
+        # speaker talks, and the pause partial once they pause, agree on words before the
+        # silence window closes. benchmarks/realtime.py measures the share on more files.
+        if stop.audio_end_ms - started[item].audio_start_ms - 500 > 2000
     ]
-    assert long_items
+    assert len(long_items) == len(ENGLISH)
     for item in long_items:
         position = {id(e): index for index, e in enumerate(events)}
         first_delta = next(e for e in events if e.type == DELTA and e.item_id == item)
