@@ -151,13 +151,13 @@ def apply_partial(
     request: TranscribeRequest,
     answer: Transcription,
     thresholds: QualityThresholds,
-    *,
-    settled: bool = False,
 ) -> list[Event]:
     """A partial answer: its words go through the agreement policy (as a settled hypothesis
     when its audio ends in a pause), and the partial on screen changes if what it shows does.
     One that was on its way when the speaker paused still counts; once speech has ended the
     final is coming and the stable words stay as they are."""
+    settled = request.request_id in utterance.settled_partial_ids
+    utterance.settled_partial_ids.discard(request.request_id)
     if request.request_id <= utterance.applied_partial_id or not utterance.open:
         return []
     utterance.applied_partial_id = request.request_id

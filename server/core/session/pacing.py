@@ -50,6 +50,21 @@ class PartialPacer:
         utterance.next_partial_samples = position_samples + interval
         return True
 
+    def next_partial(
+        self,
+        utterance: Utterance,
+        position_samples: int,
+        voiced_end_samples: int,
+        silence_window_ms: int,
+    ) -> tuple[int, bool] | None:
+        """Where a partial due now ends and whether it is a pause partial (``None``: none is)."""
+        if self.pause_due(utterance, voiced_end_samples, silence_window_ms):
+            # It covers what the speculative final covers: up to where the pause began.
+            return (utterance.wanted_final_end or position_samples, True)
+        if self.due(utterance, position_samples, voiced_end_samples):
+            return (position_samples, False)
+        return None
+
     def pause_due(
         self, utterance: Utterance, voiced_end_samples: int, silence_window_ms: int
     ) -> bool:

@@ -25,8 +25,12 @@ class RequestMaker:
         self.options = SessionOptions()  # the session keeps this current
         self._request_ids = request_ids
 
-    def partial(self, utterance: Utterance, end: int) -> TranscribeRequest:
-        return self._request(utterance, RequestKind.PARTIAL, end, None)
+    def partial(self, utterance: Utterance, end: int, settled: bool = False) -> TranscribeRequest:
+        """``settled``: its audio ends in a pause (the utterance remembers which are)."""
+        request = self._request(utterance, RequestKind.PARTIAL, end, None)
+        if settled:
+            utterance.settled_partial_ids.add(request.request_id)
+        return request
 
     def final(self, utterance: Utterance, end: int, audio: Samples | None) -> TranscribeRequest:
         """``audio``: what the final covers, kept while it waited (``None``: cut it now)."""

@@ -359,16 +359,13 @@ class Session:
         utterance = self._current
         if utterance is None or not self.options.partials:
             return []
-        position, voiced_end = self.position_samples, self._path.last_voiced_end_samples
-        settled = self._pacer.pause_due(utterance, voiced_end, self.options.silence_duration_ms)
-        if not settled and not self._pacer.due(utterance, position, voiced_end):
-            return []
-        # A pause partial covers what the speculative final covers: up to where the pause began.
-        end = utterance.wanted_final_end if settled and utterance.wanted_final_end else position
-        request = self._requests.partial(utterance, end)
-        if settled:
-            utterance.settled_partial_ids.add(request.request_id)
-        return [request]
+        due = self._pacer.next_partial(
+            utterance,
+            self.position_samples,
+            self._path.last_voiced_end_samples,
+            self.options.silence_duration_ms,
+        )
+        return [self._requests.partial(utterance, *due)] if due is not None else []
 
     # ------------------------------------------------------------------ answers
 
@@ -377,9 +374,7 @@ class Session:
     ) -> list[Event]:
         if request.request_id > utterance.applied_partial_id and utterance.final_request is None:
             self._pacer.turnaround_ms = answer.queue_ms + answer.inference_ms
-        settled = request.request_id in utterance.settled_partial_ids
-        utterance.settled_partial_ids.discard(request.request_id)
-        return apply_partial(utterance, request, answer, self.thresholds, settled=settled)
+        return apply_partial(utterance, request, answer, self.thresholds)
 
     def _emit_ready_finals(self) -> list[Event]:
         return self._finals.emit_ready(self.options.language) + self._finish_if_drained()

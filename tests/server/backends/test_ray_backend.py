@@ -193,10 +193,6 @@ def kill_at_first_stop(how_many: int, killed: list[str]):
     return on_event
 
 
-def stats(port: int) -> dict:
-    return httpx.get(f"http://127.0.0.1:{port}/stats", timeout=TIMEOUT_S).json()
-
-
 def test_killing_a_replica_mid_stream_loses_no_utterance(cluster, single_server_wer):
     finals, single_wer = single_server_wer
     killed: list[str] = []
@@ -211,17 +207,18 @@ def test_killing_a_replica_mid_stream_loses_no_utterance(cluster, single_server_
 
 
 def test_a_final_whose_replicas_all_died_waits_for_their_replacements(cluster):
-    """Both replicas die while the final is being decoded: the gateway retries until Serve has
-    started new ones (within the final's deadline), and the final comes, only later."""
+    """Both replicas die while the final is being decoded: the final comes, only later, once
+    Serve has started new ones (within the final's deadline). Whether the gateway had to retry
+    depends on where the kill lands: a request in flight fails and is retried; one Serve's
+    router had not yet sent waits in the router for the replacements (so the retry count is
+    not asserted: once, in a run, the kill landed between requests)."""
     killed: list[str] = []
     names = ["en_goforward.wav"]
     with gateway(cluster, "--ray-deadline-s", "60") as port:
         url = f"ws://127.0.0.1:{port}/v1/stream"
         on_event = kill_at_first_stop(2, killed)
         result = run(stream_pcm(url, spoken(names), speed=None, on_event=on_event))
-        retries = stats(port)["backend_retries"]
     assert len(killed) == 2 and not set(killed) & set(replicas())
-    assert retries >= 1
     assert not errors(result), errors(result)
     assert wer(references(names), result.text) <= 0.2, result.text
 
