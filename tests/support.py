@@ -95,20 +95,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wer(reference: str | list[str], hypothesis: str | list[str]) -> float:
-    """Word error rate after Whisper's English normalisation (bracketed noise tags dropped),
-    over every (reference, hypothesis) pair at once for lists: int8 decoding is not bit-exact,
-    so tests compare normalised words, never strings."""
+def normalized_pairs(
+    reference: str | list[str], hypothesis: str | list[str]
+) -> tuple[list[str], list[str]]:
+    """References and hypotheses after Whisper's English normalisation, bracketed noise tags
+    dropped from the references: int8 decoding is not bit-exact, so tests compare normalised
+    words, never strings."""
     import re
 
-    import jiwer
     from whisper_normalizer.english import EnglishTextNormalizer
 
     normalize = EnglishTextNormalizer()
     references = [reference] if isinstance(reference, str) else reference
     hypotheses = [hypothesis] if isinstance(hypothesis, str) else hypothesis
     strip = [re.sub(r"\[[^\]]*\]|<[^>]*>", " ", text) for text in references]
-    return float(jiwer.wer([normalize(t) for t in strip], [normalize(t) for t in hypotheses]))
+    return [normalize(t) for t in strip], [normalize(t) for t in hypotheses]
+
+
+def wer(reference: str | list[str], hypothesis: str | list[str]) -> float:
+    """Word error rate over every (reference, hypothesis) pair at once for lists."""
+    import jiwer
+
+    return float(jiwer.wer(*normalized_pairs(reference, hypothesis)))
+
+
+def missing_words(reference: str | list[str], hypothesis: str | list[str]) -> int:
+    """Reference words the hypothesis has nothing for (the alignment's deletions): what a lost
+    stretch of audio shows as. An utterance cut at another moment changes words (substitutions,
+    insertions) without losing any."""
+    import jiwer
+
+    return int(jiwer.process_words(*normalized_pairs(reference, hypothesis)).deletions)
 
 
 def require_model(name: str) -> None:

@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 
 from tests.server.cutting_proxy import CuttingProxy
-from tests.support import ROOT, TIMEOUT_S, require_model, server_process, shared_file, wer
+from tests.support import (
+    ROOT,
+    TIMEOUT_S,
+    missing_words,
+    require_model,
+    server_process,
+    shared_file,
+    wer,
+)
 
 SPEECH_FILE = "en_mfa_acoustic_corpus.wav"  # 27 s of read speech, several utterances
 MODEL_FLAGS = ("--model", "tiny.en", "--compute-type", "int8", "--beam-size", "1")
@@ -85,7 +93,8 @@ def assert_each_final_once(events: list[dict[str, Any]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted() -> float:
+def uninterrupted() -> str:
+    """The transcript of the same file on a server nothing happens to."""
     require_model("tiny.en")
     process, port = model_server()
     try:
@@ -93,7 +102,19 @@ def uninterrupted() -> float:
     finally:
         process.kill()
         process.wait()
-    return wer(reference(), transcript(events))
+    return transcript(events)
+
+
+def assert_no_word_lost(events: list[dict[str, Any]], uninterrupted: str) -> None:
+    """A lost stretch of audio shows as reference words with nothing in the transcript, a run
+    of them. The fault moves where utterances are cut, and with them the words Whisper hears at
+    the cut (substitutions and insertions: 4 points of WER more in one CI run, no word missing),
+    so the words missing are compared, three more than the uninterrupted run allowed for
+    decoding noise, and the WER is only a loose guard against garbage."""
+    text = transcript(events)
+    lost = missing_words(reference(), text) - missing_words(reference(), uninterrupted)
+    assert lost <= 3, text
+    assert wer(reference(), text) <= wer(reference(), uninterrupted) + 0.08, text
 
 
 async def wait_exit(process: subprocess.Popen[str]) -> None:
@@ -119,9 +140,7 @@ def test_a_killed_or_drained_server_restarted_on_its_port_loses_no_word(uninterr
     assert replacement, "the fault never happened"
     assert any(e["type"] == "session.created" and e.get("continues") for e in events)
     assert_each_final_once(events)
-    # Lost words would raise the WER; a run that reads better than the uninterrupted one (its
-    # partials, and so its stable words, came at other moments) lost none.
-    assert wer(reference(), transcript(events)) - uninterrupted <= 0.03
+    assert_no_word_lost(events, uninterrupted)
 
 
 def test_a_switch_to_another_server_behind_a_proxy_loses_no_word(uninterrupted):
@@ -147,6 +166,4 @@ def test_a_switch_to_another_server_behind_a_proxy_loses_no_word(uninterrupted):
             server.wait()
     assert any(e["type"] == "session.created" and e.get("continues") for e in events)
     assert_each_final_once(events)
-    # Lost words would raise the WER; a run that reads better than the uninterrupted one (its
-    # partials, and so its stable words, came at other moments) lost none.
-    assert wer(reference(), transcript(events)) - uninterrupted <= 0.03
+    assert_no_word_lost(events, uninterrupted)

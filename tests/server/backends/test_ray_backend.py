@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -129,6 +130,28 @@ def replicas() -> list[str]:
         for actor in ray.util.list_named_actors(all_namespaces=True)
         if actor["name"].startswith(f"SERVE_REPLICA::{APP}#")
     ]
+
+
+def running_replicas() -> int:
+    from ray import serve
+    from ray.serve._private.common import ReplicaState
+
+    application = serve.status().applications.get(APP)
+    if application is None:
+        return 0
+    states = application.deployments["Transcriber"].replica_states
+    return states.get(ReplicaState.RUNNING, 0)
+
+
+@pytest.fixture(autouse=True)
+def both_replicas_running(cluster):
+    """Each test starts with the deployment's two replicas running and named: a replica a test
+    killed is replaced by Serve in the background, and the next test killing "both" found only
+    one once (the other was still starting)."""
+    deadline = time.monotonic() + TIMEOUT_S * 4
+    while not (running_replicas() == 2 and len(replicas()) == 2):
+        assert time.monotonic() < deadline, "Serve did not bring back two running replicas"
+        time.sleep(0.2)  # polling Serve's status: it has no event to wait on
 
 
 @pytest.fixture(scope="module")
