@@ -22,10 +22,12 @@ Levels, and the rules that move between them (checked at every ``level`` call):
     clear for ``load_recover_s``, so sessions are not told "degraded, restored, degraded" every
     second.
 
-Admission: a new session is refused (``server_overloaded``) while partials are paused, or when
-the final load projected for one more session (today's per-session share times n + 1) passes
+Admission judges the load that exists now: the figures of the sessions still open (a session's
+finals leave the window when it closes; REST requests age out with it), with no hysteresis. A new
+session is refused (``server_overloaded``) when those figures would pause partials, or when the
+final load projected for one more session (today's per-session share times n + 1) passes
 ``max_final_load``. With no final measured yet every session is admitted: the load is unknown,
-not high; and with no session open, too: what the window remembers is gone.
+not high; and with no session open, too.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ class LoadMonitor:
     def __init__(self, policy: LoadSettings, *, workers: int) -> None:
         self.policy = policy
         self.workers = max(1, workers)
-        self._latencies: deque[tuple[float, float]] = deque()  # (at, latency_s)
-        self._final_runs: deque[tuple[float, float]] = deque()  # (finished at, run_s)
+        # (at, latency_s, session) and (finished at, run_s, session); session "" for REST.
+        self._latencies: deque[tuple[float, float, str]] = deque()
+        self._final_runs: deque[tuple[float, float, str]] = deque()
         self._finals_queued = 0
         self._level = LoadLevel.NORMAL
         self._reason = ""
@@ -57,13 +60,21 @@ class LoadMonitor:
 
     # ------------------------------------------------------------------ inputs
 
-    def receive_final_latency(self, latency_s: float, now: float) -> None:
-        self._latencies.append((now, latency_s))
+    def receive_final_latency(self, latency_s: float, now: float, session_id: str = "") -> None:
+        self._latencies.append((now, latency_s, session_id))
 
-    def receive_final_run(self, run_s: float, now: float) -> None:
+    def receive_final_run(self, run_s: float, now: float, session_id: str = "") -> None:
         if self._first_at is None:
             self._first_at = now - run_s
-        self._final_runs.append((now, run_s))
+        self._final_runs.append((now, run_s, session_id))
+
+    def forget_session(self, session_id: str) -> None:
+        """A session closed: its finals no longer say anything about the load to come (a
+        burst of sessions that all ended would otherwise refuse the next burst)."""
+        for samples in (self._latencies, self._final_runs):
+            kept = [sample for sample in samples if sample[2] != session_id]
+            samples.clear()
+            samples.extend(kept)
 
     def receive_queue(self, finals_queued: int) -> None:
         self._finals_queued = finals_queued
@@ -91,19 +102,20 @@ class LoadMonitor:
 
     def admit(self, active_sessions: int, now: float) -> None:
         """Raise ``LimitExceeded`` if one more session would push finals past their budget.
-        A server with no session always admits: the figures of the window are those of
-        sessions that have ended, and the load that exists now is none."""
+        A server with no session always admits: the load that exists now is none."""
         if not self.policy.admission or active_sessions == 0:
             return
-        report = self.report(now)
-        if report.level is LoadLevel.PARTIALS_PAUSED:
+        self._forget_before(now - self.policy.load_window_s)
+        load = self.final_load(now)
+        level, reason = self._wanted_level(self.final_latency_p95_ms(), load)
+        if level is LoadLevel.PARTIALS_PAUSED:
             raise LimitExceeded(
-                f"the server is overloaded ({report.reason}); try again later or another server",
+                f"the server is overloaded ({reason}); try again later or another server",
                 code="server_overloaded",
                 limit="final_latency_budget_ms",
             )
-        if active_sessions and report.final_load:
-            projected = report.final_load * (active_sessions + 1) / active_sessions
+        if load:
+            projected = load * (active_sessions + 1) / active_sessions
             if projected > self.policy.max_final_load:
                 raise LimitExceeded(
                     f"one more session would put the finals' load at {projected:.0%} of the "
@@ -116,14 +128,14 @@ class LoadMonitor:
     def final_latency_p95_ms(self) -> float | None:
         if len(self._latencies) < MIN_FINALS_FOR_LATENCY:
             return None
-        ordered = sorted(latency for _, latency in self._latencies)
+        ordered = sorted(latency for _, latency, _ in self._latencies)
         return ordered[math.ceil(0.95 * len(ordered)) - 1] * 1000
 
     def final_load(self, now: float) -> float:
         """Model seconds spent on finals per wall second per worker, over the window."""
         if not self._final_runs or self._first_at is None:
             return 0.0
-        busy_s = sum(run_s for _, run_s in self._final_runs)
+        busy_s = sum(run_s for _, run_s, _ in self._final_runs)
         # A server up for less than the window has measured only that long.
         span_s = max(1.0, min(self.policy.load_window_s, now - self._first_at))
         return busy_s / (span_s * self.workers)

@@ -66,7 +66,7 @@ class ServerContext:
             record.audio_s,
         )
         if record.kind == "final":
-            self.load.receive_final_run(record.run_s, time.monotonic())
+            self.load.receive_final_run(record.run_s, time.monotonic(), record.session_id)
 
     def update_load(self) -> None:
         """Re-read the load; tell every session when the level changes."""

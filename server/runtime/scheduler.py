@@ -58,6 +58,10 @@ class InferenceRecord:
     audio_s: float
     # Of ``run_s``, the wait inside a model service with its own queue (a Ray replica).
     backend_queue_s: float = 0.0
+    session_id: str = ""  # the load of a session is forgotten when it closes
+
+    def with_session(self, session_id: str, backend_queue_s: float) -> InferenceRecord:
+        return dataclasses.replace(self, session_id=session_id, backend_queue_s=backend_queue_s)
 
 
 # Told of every finished request: metrics and load.
@@ -405,8 +409,8 @@ class InferenceScheduler:
         if self.observer is not None:
             self.observer(
                 InferenceRecord(
-                    backend, job.kind_name, run_s, queue_s, request.duration_s, backend_queue_s
-                )
+                    backend, job.kind_name, run_s, queue_s, request.duration_s
+                ).with_session(request.session_id, backend_queue_s)
             )
         log.debug(
             "%s %s utterance %s request %s: %.0f ms audio, queued %.0f ms, ran %.0f ms",

@@ -256,6 +256,7 @@ class LiveSession:
         if self._expiry is not None:
             self._expiry.cancel()
         self.scheduler.cancel_session(self.session_id)
+        self.context.load.forget_session(self.session_id)
         self.watchers.close_all(self._closed_message or self._closed("ended"))
         self.registry.remove(self.session_id)
         self.context.sessions.release(self.principal.key_id)
@@ -333,7 +334,7 @@ class LiveSession:
         latency_s = self.clock.final_s(event.utterance_id, retried=event.retried)
         if latency_s is not None:  # (a retried final's wait must not steer the load level)
             message["latency_ms"] = round(latency_s * 1000)
-            self.context.load.receive_final_latency(latency_s, time.monotonic())
+            self.context.load.receive_final_latency(latency_s, time.monotonic(), self.session_id)
         self.metrics.record_final(event.backend or "unknown", latency_s)
         self.final_log.record(event.utterance_id, message)
         self.watchers.broadcast(message)

@@ -90,6 +90,33 @@ def test_a_server_with_no_session_admits_whatever_the_window_remembers():
         monitor.admit(active_sessions=1, now=1.0)
 
 
+def test_the_finals_of_a_closed_session_refuse_nobody():
+    """A burst of sessions ended with slow finals; the next burst's second session is judged
+    by the finals of sessions still open, not by those of the sessions that left."""
+    monitor = LoadMonitor(POLICY, workers=2)
+    for session_id in ("a", "b", "c"):
+        monitor.receive_final_latency(2.5, 1.0, session_id)
+        monitor.receive_final_run(1.9, 1.0, session_id)
+    with pytest.raises(LimitExceeded):
+        monitor.admit(active_sessions=1, now=2.0)
+    for session_id in ("a", "b", "c"):
+        monitor.forget_session(session_id)
+    monitor.admit(active_sessions=1, now=2.0)
+    for _ in range(3):
+        monitor.receive_final_latency(2.5, 3.0, "d")  # an open session's slow finals still count
+    with pytest.raises(LimitExceeded):
+        monitor.admit(active_sessions=1, now=4.0)
+
+
+def test_admission_judges_the_load_now_while_partials_recover_slowly():
+    monitor = monitor_with_latencies(2.0, 2.0, 2.0, at=0.0)
+    assert monitor.report(0.0).level is LoadLevel.PARTIALS_PAUSED
+    # The slow finals left the window at 30 s: partials stay paused for load_recover_s more,
+    # new sessions are admitted at once.
+    assert monitor.report(31.0).level is LoadLevel.PARTIALS_PAUSED
+    monitor.admit(active_sessions=3, now=31.0)
+
+
 def test_admission_projects_the_finals_load_of_one_more_session():
     monitor = LoadMonitor(POLICY, workers=2)
     # 30 s of window, 2 workers: 60 worker-seconds. Finals took 42 s: load 0.7.

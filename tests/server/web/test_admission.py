@@ -74,3 +74,34 @@ def test_slow_finals_pause_partials_refuse_new_sessions_then_recover():
     # Degrading shed only partials: every utterance still got its final.
     assert [final["utterance_id"] for final in finals] == [1, 2, 3, 4]
     assert {final["text"] for final in finals} == {"slow words"}
+
+
+def test_sessions_after_an_overloaded_one_closed_are_admitted_together():
+    """The idle-server case of a burst: a session whose finals overloaded the server closed;
+    two sessions open at once next, and the second is judged by the first (no final yet), not
+    by the finals of the session that left."""
+
+    async def scenario(server):
+        seen: list[dict] = []
+        async with websockets.connect(server.ws_url + "?language=en") as speaker:
+            await speaker.send(SPEECH)
+            paused = await next_of(speaker, seen, "session.degraded")
+            while paused["partials"] != "paused":
+                paused = await next_of(speaker, seen, "session.degraded")
+            await speaker.send(json.dumps({"type": "session.close"}))
+            await next_of(speaker, seen, "session.closed")
+        async with httpx.AsyncClient() as client:
+            while (await client.get(server.http_url + "/stats")).json()["active_sessions"]:
+                await asyncio.sleep(0.05)  # polling the server's count of open sessions
+        async with (
+            websockets.connect(server.ws_url) as first,
+            websockets.connect(server.ws_url) as second,
+        ):
+            created = [
+                json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S)) for ws in (first, second)
+            ]
+        return created
+
+    with running_server(overloaded_app()) as server:
+        created = run(scenario(server))
+    assert [event["type"] for event in created] == ["session.created"] * 2
