@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class FasterWhisperTranscriber:
         final_beam_size: int = 5,
         partial_beam_size: int = 1,
         partial_window_s: float = 10.0,
+        final_window_s: float = 0.0,
         cache_dir: Path | None = None,
     ) -> None:
         self.model_name = model
@@ -72,6 +74,7 @@ class FasterWhisperTranscriber:
         self.final_beam_size = final_beam_size
         self.partial_beam_size = partial_beam_size
         self.partial_window_s = partial_window_s
+        self.final_window_s = final_window_s
         self.cache_dir = cache_dir
         bundled = BUNDLED_MODELS.get(model)
         self.multilingual = bundled.multilingual if bundled else not model.endswith(".en")
@@ -91,6 +94,7 @@ class FasterWhisperTranscriber:
             final_beam_size=settings.beam_size,
             partial_beam_size=settings.partial_beam_size,
             partial_window_s=settings.partial_window_s,
+            final_window_s=settings.final_window_s,
             cache_dir=settings.cache_dir,
         )
 
@@ -126,11 +130,15 @@ class FasterWhisperTranscriber:
         partials on their short window above all) pays for it."""
         warmup = np.random.default_rng(0).normal(0, 0.01, STREAM_RATE_HZ).astype(np.float32)
         options = DecodeOptions(language="en")
+        paths = (
+            partial(self.transcribe, final=True),
+            partial(self.transcribe, final=False),
+            partial(self._transcribe_padded, final=True),  # the fallback's and timestamps' path
+        )
         with ThreadPoolExecutor(max_workers=max(self.num_workers, 1)) as pool:
-            for final in (True, False):
+            for path in paths:
                 calls = [
-                    pool.submit(self.transcribe, warmup, options, final=final)
-                    for _ in range(max(self.num_workers, 1))
+                    pool.submit(path, warmup, options) for _ in range(max(self.num_workers, 1))
                 ]
                 for call in calls:
                     call.result()
@@ -181,7 +189,7 @@ class FasterWhisperTranscriber:
         if self._batched is None:
             raise BackendError("the model is not loaded yet")
         beam_size = self.final_beam_size if final else self.partial_beam_size
-        window_s = None if final else self.partial_window_s or None
+        window_s = (self.final_window_s if final else self.partial_window_s) or None
         try:
             answers = self._batched.transcribe(
                 items, beam_size=beam_size, final=final, window_s=window_s
@@ -191,7 +199,7 @@ class FasterWhisperTranscriber:
         return [
             answer
             if answer is not None
-            else self.transcribe(audio, options, final=True)  # the fallback, alone
+            else self._transcribe_padded(audio, options, final=True)  # the fallback, alone
             for (audio, options), answer in zip(items, answers, strict=True)
         ]
 
@@ -205,10 +213,26 @@ class FasterWhisperTranscriber:
     ) -> Transcription:
         if self._model is None:
             raise BackendError("the model is not loaded yet")
-        if not final and on_segment is None and self.batch_key(audio, options) is not None:
-            # A partial through the encoder and decoder directly, on a short window: what
-            # faster-whisper's transcribe() would spend padding it to 30 s is most of its cost.
-            return self.transcribe_batch([(audio, options)], final=False)[0]
+        window_s = self.final_window_s if final else self.partial_window_s
+        if window_s and on_segment is None and self.batch_key(audio, options) is not None:
+            # Through the encoder and decoder directly, on a short window: what faster-whisper's
+            # transcribe() would spend padding the audio to 30 s is most of its cost. Partials
+            # by default; finals only when asked (see ``final_window_s``).
+            return self.transcribe_batch([(audio, options)], final=final)[0]
+        return self._transcribe_padded(audio, options, final=final, on_segment=on_segment)
+
+    def _transcribe_padded(
+        self,
+        audio: Samples,
+        options: DecodeOptions,
+        *,
+        final: bool,
+        on_segment: Callable[[Segment], None] | None = None,
+    ) -> Transcription:
+        """faster-whisper's own pipeline: Whisper's 30 s windows, the temperature fallback,
+        timestamps, audio longer than one window."""
+        if self._model is None:
+            raise BackendError("the model is not loaded yet")
         started = time.perf_counter()
         language = options.language if self.multilingual else "en"
         # Partials decode once: a fallback retry on a half-heard word can cost six decodes,
