@@ -6,8 +6,9 @@ Two cases:
 - ``whole files``: every English file of ../shared/audio up to 15 s, one final each, as an
   utterance that ends in silence: median time per final and WER against the references;
 - ``forced cuts``: the 27 s monologue ``en_mfa_acoustic_corpus.wav`` streamed through a server
-  with ``max_utterance_duration_ms`` 4000 (the integration test's case), so finals end in the
-  middle of speech: the finals' words and WER, with the texts to see what changed.
+  with ``max_utterance_duration_ms`` 4000 (the integration test's case): finals cut in the
+  middle of speech (which keep 30 s since 2026-12-06) and finals after short pauses; the
+  finals' words and WER, with the texts to see what changed.
 
 Usage: python benchmarks/final_window.py [--model tiny.en] [--window-s 10] [--record]
 Writes the JSON behind the figures to benchmarks/results/final_window/.
@@ -61,7 +62,8 @@ def whole_files(model: str, window_s: float) -> dict:
     for entry in entries:
         pcm = np.frombuffer(decode_file(SHARED / entry["file"]), "<i2")
         started = time.perf_counter()
-        answer = backend.transcribe(pcm.astype(np.float32) / 32768, DecodeOptions(language="en"))
+        options = DecodeOptions(language="en", ends_in_silence=True)  # whole files end so
+        answer = backend.transcribe(pcm.astype(np.float32) / 32768, options)
         times.append(time.perf_counter() - started)
         texts.append(answer.text)
     return {

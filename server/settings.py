@@ -225,13 +225,12 @@ class LocalModelSettings(_Group):
         "more; 0: Whisper's 30 s)",
     )
     final_window_s: float = Field(
-        default=0.0,
+        default=10.0,
         ge=0,
         le=30,
-        description="the same for a final without timestamps (0: Whisper's 30 s, the default: "
-        "a shorter window makes finals 2-2.5 times cheaper but lost words at forced cuts and "
-        "repeated short phrases in tests); a final that fails Whisper's thresholds is decoded "
-        "again on 30 s",
+        description="the same for a streaming final whose audio ends in a pause, without "
+        "timestamps (0: Whisper's 30 s); one cut while the speaker talked, one that fails "
+        "Whisper's thresholds or repeats a phrase gets 30 s",
     )
     cache_dir: Path = Field(
         default_factory=default_cache_dir, description="where joined model files are kept"

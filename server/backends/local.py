@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -15,6 +16,7 @@ import numpy as np
 
 from server.backends.models import BUNDLED_MODELS, resolve_model
 from server.core.errors import BackendError, ModelNotFound, UsageError
+from server.core.quality import repeats_a_phrase
 from server.core.transcription import (
     DecodeOptions,
     Samples,
@@ -62,7 +64,7 @@ class FasterWhisperTranscriber:
         final_beam_size: int = 5,
         partial_beam_size: int = 1,
         partial_window_s: float = 10.0,
-        final_window_s: float = 0.0,
+        final_window_s: float = 10.0,
         cache_dir: Path | None = None,
     ) -> None:
         self.model_name = model
@@ -130,16 +132,15 @@ class FasterWhisperTranscriber:
         partials on their short window above all) pays for it."""
         warmup = np.random.default_rng(0).normal(0, 0.01, STREAM_RATE_HZ).astype(np.float32)
         options = DecodeOptions(language="en")
+        paused = dataclasses.replace(options, ends_in_silence=True)
         paths = (
-            partial(self.transcribe, final=True),
-            partial(self.transcribe, final=False),
-            partial(self._transcribe_padded, final=True),  # the fallback's and timestamps' path
+            partial(self.transcribe, warmup, paused, final=True),  # the short window's final
+            partial(self.transcribe, warmup, options, final=False),
+            partial(self._transcribe_padded, warmup, options, final=True),  # 30 s, timestamps
         )
         with ThreadPoolExecutor(max_workers=max(self.num_workers, 1)) as pool:
             for path in paths:
-                calls = [
-                    pool.submit(path, warmup, options) for _ in range(max(self.num_workers, 1))
-                ]
+                calls = [pool.submit(path) for _ in range(max(self.num_workers, 1))]
                 for call in calls:
                     call.result()
 
@@ -189,7 +190,7 @@ class FasterWhisperTranscriber:
         if self._batched is None:
             raise BackendError("the model is not loaded yet")
         beam_size = self.final_beam_size if final else self.partial_beam_size
-        window_s = (self.final_window_s if final else self.partial_window_s) or None
+        window_s = self._window_s(final, [options for _, options in items])
         try:
             answers = self._batched.transcribe(
                 items, beam_size=beam_size, final=final, window_s=window_s
@@ -203,6 +204,15 @@ class FasterWhisperTranscriber:
             for (audio, options), answer in zip(items, answers, strict=True)
         ]
 
+    def _window_s(self, final: bool, options: Sequence[DecodeOptions]) -> float | None:
+        """The encoder window of a call (``None``: Whisper's 30 s). Finals get the short one
+        only when every one of them ends in a pause: at forced cuts it lost words."""
+        if not final:
+            return self.partial_window_s or None
+        if all(o.ends_in_silence for o in options):
+            return self.final_window_s or None
+        return None
+
     def transcribe(
         self,
         audio: Samples,
@@ -213,11 +223,11 @@ class FasterWhisperTranscriber:
     ) -> Transcription:
         if self._model is None:
             raise BackendError("the model is not loaded yet")
-        window_s = self.final_window_s if final else self.partial_window_s
+        window_s = self._window_s(final, [options])
         if window_s and on_segment is None and self.batch_key(audio, options) is not None:
             # Through the encoder and decoder directly, on a short window: what faster-whisper's
-            # transcribe() would spend padding the audio to 30 s is most of its cost. Partials
-            # by default; finals only when asked (see ``final_window_s``).
+            # transcribe() would spend padding the audio to 30 s is most of its cost (a final
+            # 2.2-2.5 times cheaper: benchmarks/final_window.py).
             return self.transcribe_batch([(audio, options)], final=final)[0]
         return self._transcribe_padded(audio, options, final=final, on_segment=on_segment)
 
@@ -382,20 +392,12 @@ class _BatchedDecoder:
                 compression_ratio=self._compression_ratio(text.strip()),
                 tokens=tuple(tokens),
             )
-            if final and _needs_fallback(segment):
-                answers.append(None)
-                continue
-            answers.append(
-                Transcription(
-                    segments=(segment,) if text.strip() else (),
-                    language=language,
-                    language_probability=probability,
-                    duration_s=duration_s,
-                    backend="local",
-                    inference_ms=inference_ms,
-                    usage=Usage(audio_seconds=duration_s),
-                )
+            # On a short window Whisper sometimes loops ("Cares. Cares"): such a final, and the
+            # rare one that really says a phrase twice, is decoded again on 30 s.
+            retry = final and (
+                _needs_fallback(segment) or bool(window_s and repeats_a_phrase(text))
             )
+            answers.append(None if retry else _answer(segment, language, probability, inference_ms))
         return answers
 
     def _max_length(
@@ -472,6 +474,20 @@ def _segment(segment: Any) -> Segment:
         seek=int(segment.seek),
         tokens=tuple(segment.tokens),
         words=words,
+    )
+
+
+def _answer(
+    segment: Segment, language: str, probability: float, inference_ms: float
+) -> Transcription:
+    return Transcription(
+        segments=(segment,) if segment.text.strip() else (),
+        language=language,
+        language_probability=probability,
+        duration_s=segment.end_s,
+        backend="local",
+        inference_ms=inference_ms,
+        usage=Usage(audio_seconds=segment.end_s),
     )
 
 

@@ -113,6 +113,17 @@ LOOP_REPEATS = 3
 LOOP_MAX_WORDS = 3
 
 
+def repeats_a_phrase(text: str) -> bool:
+    """Whether some phrase (a word or more) comes twice in a row: what Whisper writes when it
+    loops ("Cares. Cares"), and sometimes what was said ("very very")."""
+    keys = [key for key in (_normalized(word) for word in text.split()) if key]
+    return any(
+        keys[start : start + size] == keys[start + size : start + 2 * size]
+        for size in range(1, len(keys) // 2 + 1)
+        for start in range(len(keys) - 2 * size + 1)
+    )
+
+
 def cut_repetition_loop(text: str) -> str:
     """A partial's text up to where it starts looping (the phrase kept once)."""
     words = text.split()

@@ -48,6 +48,9 @@ class DecodeOptions:
     backend: str = "primary"
     timestamps: bool = False  # segment start and end times (subtitles, verbose_json)
     word_timestamps: bool = False
+    # A final whose audio ends in a pause (not cut while the speaker talked): a local model may
+    # encode it on a short window (``final_window_s``), which at forced cuts lost words.
+    ends_in_silence: bool = False
 
 
 @dataclass(frozen=True, slots=True, eq=False)

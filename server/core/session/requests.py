@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 from server.core.options import SessionOptions
 from server.core.prompt import PromptCarry
 from server.core.session.audio_path import AudioBuffer
-from server.core.session.utterance import FailedUtterance, Utterance
+from server.core.session.utterance import FailedUtterance, Utterance, UtteranceState
 from server.core.transcription import DecodeOptions, RequestKind, Samples, TranscribeRequest
 
 
@@ -34,7 +35,10 @@ class RequestMaker:
 
     def final(self, utterance: Utterance, end: int, audio: Samples | None) -> TranscribeRequest:
         """``audio``: what the final covers, kept while it waited (``None``: cut it now)."""
-        return self._request(utterance, RequestKind.FINAL, end, audio)
+        request = self._request(utterance, RequestKind.FINAL, end, audio)
+        paused = utterance.state is UtteranceState.PAUSED or utterance.end_reason == "silence"
+        options = dataclasses.replace(request.options, ends_in_silence=paused)
+        return dataclasses.replace(request, options=options)
 
     def retry(self, failed: FailedUtterance) -> TranscribeRequest:
         return TranscribeRequest(

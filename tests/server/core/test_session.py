@@ -237,6 +237,21 @@ def test_a_forced_cut_final_does_not_keep_stable_words_from_past_the_cut():
     assert finals[-1].text.startswith("alpha beta gamma")
 
 
+def test_only_finals_of_audio_that_ends_in_a_pause_may_take_the_short_window():
+    """The model may encode such a final on a short window; one cut while the speaker talked
+    (``max_duration``) gets Whisper's 30 s, where the short window lost words."""
+    driver = Driver(energy_session(max_utterance_duration_ms=4000), PartialsRunAhead())
+    driver.feed(pcm16(bursts(300, 5000, 1000)), 1600)
+    driver.close()
+    finals = [r for r in driver.of_type(TranscribeRequest) if r.kind is RequestKind.FINAL]
+    reasons = [final.reason for final in driver.of_type(FinalText)]
+    assert reasons[0] == "max_duration" and reasons[-1] == "silence"
+    assert not finals[0].options.ends_in_silence
+    assert finals[-1].options.ends_in_silence
+    partials = [r for r in driver.of_type(TranscribeRequest) if r.kind is RequestKind.PARTIAL]
+    assert partials and not any(p.options.ends_in_silence for p in partials)
+
+
 def hallucination(text: str, **stats) -> Transcription:
     return Transcription(segments=(Segment(text=text, **stats),), language="en", backend="t")
 

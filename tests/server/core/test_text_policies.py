@@ -2,7 +2,12 @@
 
 from server.core.agreement import LocalAgreement, continuation_after, words_of
 from server.core.prompt import PromptCarry, tail_at_word_boundary
-from server.core.quality import QualityThresholds, cut_repetition_loop, filter_transcription
+from server.core.quality import (
+    QualityThresholds,
+    cut_repetition_loop,
+    filter_transcription,
+    repeats_a_phrase,
+)
 from server.core.transcription import Segment, Transcription
 
 
@@ -134,3 +139,13 @@ def test_a_partial_that_starts_looping_is_cut_after_the_phrase_once():
     # Two repeats are speech ("very very"); three of a phrase are a loop.
     assert cut_repetition_loop("It was very very good.") == "It was very very good."
     assert cut_repetition_loop("hahaha, One, two, three.") == "hahaha, One, two, three."
+
+
+def test_a_phrase_said_twice_in_a_row_is_noticed():
+    """What a final on a short window is decoded again for (on 30 s)."""
+    assert repeats_a_phrase("Cares. Cares")
+    assert repeats_a_phrase("This is me talking really. This is me talking really.")
+    assert repeats_a_phrase("It was very very good.")
+    assert not repeats_a_phrase("Words, and more words.")
+    assert not repeats_a_phrase("One, two, three.")
+    assert not repeats_a_phrase("")
