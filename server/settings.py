@@ -230,7 +230,7 @@ class LocalModelSettings(_Group):
         le=30,
         description="the same for a streaming final whose audio ends in a pause, without "
         "timestamps (0: Whisper's 30 s); one cut while the speaker talked, one that fails "
-        "Whisper's thresholds or repeats a phrase gets 30 s",
+        "Whisper's thresholds or ends in a loop gets 30 s",
     )
     cache_dir: Path = Field(
         default_factory=default_cache_dir, description="where joined model files are kept"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -16,7 +17,7 @@ import numpy as np
 
 from server.backends.models import BUNDLED_MODELS, resolve_model
 from server.core.errors import BackendError, ModelNotFound, UsageError
-from server.core.quality import repeats_a_phrase
+from server.core.quality import ends_in_a_loop
 from server.core.transcription import (
     DecodeOptions,
     Samples,
@@ -27,6 +28,8 @@ from server.core.transcription import (
 )
 from server.core.units import STREAM_RATE_HZ, samples_to_seconds
 from server.settings import LocalModelSettings, ServerSettings
+
+log = logging.getLogger("streamscribe.local")
 
 # Temperature fallback as Whisper does it: retry hotter when the output fails the thresholds.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -392,11 +395,20 @@ class _BatchedDecoder:
                 compression_ratio=self._compression_ratio(text.strip()),
                 tokens=tuple(tokens),
             )
-            # On a short window Whisper sometimes loops ("Cares. Cares"): such a final, and the
-            # rare one that really says a phrase twice, is decoded again on 30 s.
-            retry = final and (
-                _needs_fallback(segment) or bool(window_s and repeats_a_phrase(text))
-            )
+            # On a short window Whisper sometimes loops to the end ("Cares. Cares"): such a
+            # final, and the rare one that really ends on a phrase said twice, is decoded again
+            # on 30 s.
+            retry = final and (_needs_fallback(segment) or bool(window_s and ends_in_a_loop(text)))
+            if retry:  # figures only: the text stays out of the logs
+                log.debug(
+                    "final of %.1f s decoded again (window %s s, avg_logprob %.2f, "
+                    "compression %.2f, no_speech %.2f)",
+                    duration_s,
+                    window_s or 30,
+                    segment.avg_logprob,
+                    segment.compression_ratio,
+                    segment.no_speech_prob,
+                )
             answers.append(None if retry else _answer(segment, language, probability, inference_ms))
         return answers
 

@@ -113,14 +113,14 @@ LOOP_REPEATS = 3
 LOOP_MAX_WORDS = 3
 
 
-def repeats_a_phrase(text: str) -> bool:
-    """Whether some phrase (a word or more) comes twice in a row: what Whisper writes when it
-    loops ("Cares. Cares"), and sometimes what was said ("very very")."""
+def ends_in_a_loop(text: str) -> bool:
+    """Whether the text ends with a phrase (a word or more) twice in a row: what Whisper
+    writes when it loops to the end of its window ("Cares. Cares"), and now and then what was
+    said ("ha ha"). A repeat inside the text ("one zero zero zero one") is speech."""
     keys = [key for key in (_normalized(word) for word in text.split()) if key]
     return any(
-        keys[start : start + size] == keys[start + size : start + 2 * size]
+        keys[len(keys) - 2 * size : len(keys) - size] == keys[len(keys) - size :]
         for size in range(1, len(keys) // 2 + 1)
-        for start in range(len(keys) - 2 * size + 1)
     )
 
 

@@ -126,10 +126,14 @@ class LoadMonitor:
                 )
 
     def final_latency_p95_ms(self) -> float | None:
+        """The finals' latency p95 over the window. With fewer than 20 finals that would be
+        the slowest one, and one slow final (decoded again after a loop or a failed
+        threshold) is no load: the second slowest stands for it then."""
         if len(self._latencies) < MIN_FINALS_FOR_LATENCY:
             return None
         ordered = sorted(latency for _, latency, _ in self._latencies)
-        return ordered[math.ceil(0.95 * len(ordered)) - 1] * 1000
+        rank = math.ceil(0.95 * len(ordered))
+        return ordered[min(rank, len(ordered) - 1) - 1] * 1000
 
     def final_load(self, now: float) -> float:
         """Model seconds spent on finals per wall second per worker, over the window."""

@@ -5,8 +5,8 @@ from server.core.prompt import PromptCarry, tail_at_word_boundary
 from server.core.quality import (
     QualityThresholds,
     cut_repetition_loop,
+    ends_in_a_loop,
     filter_transcription,
-    repeats_a_phrase,
 )
 from server.core.transcription import Segment, Transcription
 
@@ -141,11 +141,12 @@ def test_a_partial_that_starts_looping_is_cut_after_the_phrase_once():
     assert cut_repetition_loop("hahaha, One, two, three.") == "hahaha, One, two, three."
 
 
-def test_a_phrase_said_twice_in_a_row_is_noticed():
+def test_a_text_that_ends_in_a_loop_is_noticed():
     """What a final on a short window is decoded again for (on 30 s)."""
-    assert repeats_a_phrase("Cares. Cares")
-    assert repeats_a_phrase("This is me talking really. This is me talking really.")
-    assert repeats_a_phrase("It was very very good.")
-    assert not repeats_a_phrase("Words, and more words.")
-    assert not repeats_a_phrase("One, two, three.")
-    assert not repeats_a_phrase("")
+    assert ends_in_a_loop("Cares. Cares")
+    assert ends_in_a_loop("This is me talking really. This is me talking really.")
+    assert ends_in_a_loop("to do for them. For them, for them.")
+    assert not ends_in_a_loop("One zero zero zero one.")
+    assert not ends_in_a_loop("It was very very good.")
+    assert not ends_in_a_loop("Words, and more words.")
+    assert not ends_in_a_loop("")
