@@ -395,20 +395,7 @@ class _BatchedDecoder:
                 compression_ratio=self._compression_ratio(text.strip()),
                 tokens=tuple(tokens),
             )
-            # On a short window Whisper sometimes loops to the end ("Cares. Cares"): such a
-            # final, and the rare one that really ends on a phrase said twice, is decoded again
-            # on 30 s.
-            retry = final and (_needs_fallback(segment) or bool(window_s and ends_in_a_loop(text)))
-            if retry:  # figures only: the text stays out of the logs
-                log.debug(
-                    "final of %.1f s decoded again (window %s s, avg_logprob %.2f, "
-                    "compression %.2f, no_speech %.2f)",
-                    duration_s,
-                    window_s or 30,
-                    segment.avg_logprob,
-                    segment.compression_ratio,
-                    segment.no_speech_prob,
-                )
+            retry = final and _decode_again(segment, window_s)
             answers.append(None if retry else _answer(segment, language, probability, inference_ms))
         return answers
 
@@ -501,6 +488,24 @@ def _answer(
         inference_ms=inference_ms,
         usage=Usage(audio_seconds=segment.end_s),
     )
+
+
+def _decode_again(segment: Segment, window_s: float | None) -> bool:
+    """Whether a final answered here is decoded again on faster-whisper's 30 s path: it fails
+    Whisper's thresholds, or (on a short window, where Whisper sometimes loops to the end:
+    "Cares. Cares") it ends on a phrase said twice, which now and then was said."""
+    again = _needs_fallback(segment) or bool(window_s and ends_in_a_loop(segment.text))
+    if again:  # figures only: the text stays out of the logs
+        log.debug(
+            "final of %.1f s decoded again (window %s s, avg_logprob %.2f, compression %.2f, "
+            "no_speech %.2f)",
+            segment.end_s,
+            window_s or 30,
+            segment.avg_logprob,
+            segment.compression_ratio,
+            segment.no_speech_prob,
+        )
+    return again
 
 
 def _needs_fallback(segment: Segment) -> bool:
