@@ -20,9 +20,7 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from datetime import date
@@ -32,12 +30,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from recording import append_results, save_json  # noqa: E402
 
 from benchmarks.streaming_latency import wer  # noqa: E402
 from client.sources import decode_file  # noqa: E402
 
 SHARED = Path(os.environ.get("STREAMSCRIBE_SHARED_AUDIO", ROOT.parent / "shared" / "audio"))
-RESULTS = ROOT / "benchmarks" / "results" / "final_window"
 MONOLOGUE = "en_mfa_acoustic_corpus.wav"
 
 
@@ -109,18 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         for label, w in (("30 s", 0.0), (f"{args.window_s:g} s", args.window_s))
     }
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     command = f"python benchmarks/final_window.py --model {args.model} --window-s {args.window_s:g}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{args.model}-{date.today().isoformat()}-{commit}.json"
-    out.write_text(
-        json.dumps(
-            {"runs": runs, "machine": machine, "commit": commit, "command": command}, indent=2
-        )
-    )
+    out, commit, machine = save_json("final_window", {"command": command, "runs": runs}, args.model)
     rows = [
         f"| {label} | {run['whole_files']['median_ms']} | {run['whole_files']['wer']:.2%} | "
         f"{run['forced_cuts']['words']} | {run['forced_cuts']['wer']:.2%} |"
@@ -129,16 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(rows))
     print(f"written to {out.relative_to(ROOT)}")
     if args.record:
-        with (ROOT / "benchmarks" / "RESULTS.md").open("a") as results:
-            results.write(
+        append_results(
+            [
                 f"\n## Final cost by encoder window, {args.model} ({date.today().isoformat()}, "
                 f"{commit})\n\nMachine: {machine}. Command: `{command}`; JSON: "
                 f"`{out.relative_to(ROOT)}` (with every text). Whole files: "
                 f"{runs['30 s']['whole_files']['finals']} English files up to 15 s, one final "
-                "each; forced cuts: the 27 s monologue cut every 4 s.\n\n"
-                "| window | whole files: median ms per final | WER | forced cuts: words | WER "
-                "|\n| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n"
-            )
+                "each; forced cuts: the 27 s monologue cut every 4 s.\n",
+                "| window | whole files: median ms per final | WER | forced cuts: words | WER |",
+                "| --- | --- | --- | --- | --- |",
+                *rows,
+            ]
+        )
     return 0
 
 
