@@ -18,6 +18,12 @@ cut by the audio's end, so the words it agrees on with the previous hypotheses, 
 included, become stable. Short utterances ("One, two, three.") rarely get three hypotheses and a
 word beyond them before they end; this is what gives them stable words (OpenAI Realtime deltas)
 while the speaker is paused, before the silence window closes.
+
+Two settled hypotheses in a row need only agree with each other: the pause partial and the
+speculative final hear the same audio up to the same pause, whole, one greedy and one with the
+final's beam. Partials taken while the audio was still growing need not agree with them: a
+string of digits is written differently as it grows ("1 0", "100000", then "1,0001" at the pause)
+and would otherwise never give a stable word before the silence window closes.
 """
 
 from __future__ import annotations
@@ -98,6 +104,7 @@ class LocalAgreement:
         self.agreeing = max(agreeing, 2)
         self.stable_words: list[str] = []
         self._previous: list[list[str]] = []  # the last ``agreeing - 1`` hypotheses
+        self._previous_settled = False  # whether the last of them was a settled hypothesis
 
     @property
     def stable_text(self) -> str:
@@ -115,6 +122,11 @@ class LocalAgreement:
         """Take a hypothesis of audio that ends in a pause (see the module's docstring)."""
         return self._receive(text, settled=True)
 
+    def settle_last_hypothesis(self) -> None:
+        """The last hypothesis turned out to end in a pause (no word was spoken after its
+        audio ended): the next settled hypothesis need only agree with it."""
+        self._previous_settled = bool(self._previous)
+
     def finalize(self, text: str) -> str:
         """The final text: the stable words as shown, then the final hypothesis's remainder."""
         return " ".join(
@@ -127,10 +139,12 @@ class LocalAgreement:
         tail = continuation_after(self.stable_words, words_of(text))
         if len(self._previous) == self.agreeing - 1 or (settled and self._previous):
             agreed = len(tail) if settled else max(len(tail) - 1, 0)
-            for previous in self._previous:
+            voters = self._previous[-1:] if settled and self._previous_settled else self._previous
+            for previous in voters:
                 previous_tail = continuation_after(self.stable_words, previous)
                 agreed = min(agreed, common_prefix_words(previous_tail, tail))
             self.stable_words.extend(tail[:agreed])
             tail = tail[agreed:]
         self._previous = [*self._previous, words_of(text)][-(self.agreeing - 1) :]
+        self._previous_settled = settled
         return self.stable_text, " ".join(tail)

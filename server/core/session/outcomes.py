@@ -166,6 +166,8 @@ def apply_partial(
     agreement = utterance.agreement
     hear = agreement.receive_settled_hypothesis if settled else agreement.receive_hypothesis
     stable, unstable = hear(text)
+    if text.strip():
+        utterance.voted_partial_id = request.request_id
     if (stable, unstable) == utterance.last_partial or not (stable or unstable):
         return []
     return [show_partial(utterance, stable, unstable, request, answer.backend)]

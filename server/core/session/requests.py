@@ -29,6 +29,7 @@ class RequestMaker:
     def partial(self, utterance: Utterance, end: int, settled: bool = False) -> TranscribeRequest:
         """``settled``: its audio ends in a pause (the utterance remembers which are)."""
         request = self._request(utterance, RequestKind.PARTIAL, end, None)
+        utterance.latest_partial_id = request.request_id
         if settled:
             utterance.settled_partial_ids.add(request.request_id)
         return request

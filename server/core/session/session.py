@@ -302,6 +302,7 @@ class Session:
             elif isinstance(segment_event, SpeechPaused):
                 if self._current is not None:
                     self._want_final(self._current, segment_event.end_samples, pause=True)
+                    self._current.settle_latest_partial(self._path.last_voiced_end_samples)
                     events += self._finals.issue_requests()
             elif isinstance(segment_event, SpeechResumed):
                 events += self._cancel_speculative_final()

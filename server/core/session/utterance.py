@@ -87,6 +87,9 @@ class Utterance:
     last_partial: tuple[str, str] | None = None
     # Partials whose audio ends in a pause (settled hypotheses: their last word is whole).
     settled_partial_ids: set[int] = field(default_factory=set)
+    # The newest partial asked for, and the newest whose words the agreement counted.
+    latest_partial_id: int = -1
+    voted_partial_id: int = -1
 
     def __post_init__(self) -> None:
         self.machine = StateMachine(
@@ -117,6 +120,17 @@ class Utterance:
         ``audio`` is that audio (``None``: the same span as already kept)."""
         self.fire(UtteranceEvent.PAUSE)
         self.want_final(end_samples, audio)
+
+    def settle_latest_partial(self, voiced_end_samples: int) -> None:
+        """Speech paused with nothing voiced after the newest partial's audio: that partial
+        heard the utterance whole, as a pause partial would have (none is asked for, there is
+        nothing new to hear), so it counts as a settled hypothesis."""
+        if self.latest_partial_id < 0 or self.partial_voiced_end < voiced_end_samples:
+            return
+        if self.voted_partial_id == self.latest_partial_id:
+            self.agreement.settle_last_hypothesis()
+        elif self.latest_partial_id > self.applied_partial_id:
+            self.settled_partial_ids.add(self.latest_partial_id)  # its answer is on its way
 
     def want_final(self, end_samples: int, audio: Samples | None) -> None:
         if audio is not None:

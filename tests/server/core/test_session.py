@@ -116,6 +116,29 @@ def test_a_pause_asks_for_a_partial_whose_words_become_stable_before_speech_stop
     assert driver.of_type(FinalText)[0].text.startswith("one two")
 
 
+def test_a_partial_that_heard_every_voiced_word_is_settled_when_speech_pauses():
+    # Speech ends at 1500 ms; the partial asked for at 1620 ms heard all of it, so when the
+    # speaker pauses no pause partial is asked for, and that partial counts as settled: the
+    # speculative final need only agree with it. A digit string is written differently by
+    # every partial while it grows; without this rule it gets no stable word before the
+    # silence window closes.
+    driver = Driver(energy_session(), ScriptedTranscriber())
+    driver.feed(pcm16(bursts(300, 1200, 250)), 320, hold=True)
+    final = next(r for r in driver.held if r.kind is RequestKind.FINAL)
+    partials = [r for r in driver.held if r.kind is RequestKind.PARTIAL]
+    assert partials[-1].end_samples < final.end_samples  # no pause partial
+
+    def said(text: str) -> Transcription:
+        return Transcription((Segment(text=" " + text),), language="en")
+
+    for request, text in zip(partials, ["1 0", "1 0 z", "100000", "1,0001."], strict=True):
+        driver.answer(driver.session.receive_transcription(request, said(text)))
+    assert driver.of_type(PartialText)[-1].stable_text == ""
+    driver.answer(driver.session.receive_transcription(final, said("10001.")))
+    assert not driver.of_type(UtteranceStopped)  # the speaker is still paused
+    assert driver.of_type(PartialText)[-1].stable_text == "10001."
+
+
 def test_a_partial_answered_after_speech_ended_changes_nothing():
     driver = Driver(energy_session(), ScriptedTranscriber(["one two three"], words_per_second=2))
     driver.feed(pcm16(bursts(300, 1500, 250)), 320, hold=True)

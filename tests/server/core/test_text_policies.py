@@ -54,6 +54,21 @@ def test_a_settled_hypothesis_makes_what_it_agrees_on_stable_last_word_included(
     assert alone.receive_settled_hypothesis("One, two.") == ("", "One, two.")
 
 
+def test_two_settled_hypotheses_in_a_row_agree_on_their_own():
+    # A digit string is written differently as it grows; the pause partial and the speculative
+    # final of the same pause agree, and that is enough.
+    agreement = LocalAgreement()
+    for hypothesis in ("1 0", "1 0 z", "100000", "1 0"):
+        agreement.receive_hypothesis(hypothesis)
+    assert agreement.receive_settled_hypothesis("1,0001") == ("", "1,0001")
+    assert agreement.receive_settled_hypothesis("10001.") == ("10001.", "")
+    # A settled hypothesis after a growing one still needs both previous hypotheses.
+    growing = LocalAgreement()
+    growing.receive_hypothesis("one two")
+    growing.receive_hypothesis("one too")
+    assert growing.receive_settled_hypothesis("one two") == ("one", "two")
+
+
 def test_a_number_written_as_digits_or_as_a_word_agrees():
     agreement = LocalAgreement()
     agreement.receive_hypothesis("1.")
