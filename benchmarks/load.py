@@ -442,12 +442,17 @@ def summarize(n: int, results: list[SessionResult], watch: ProcessWatch, wall_s:
         "final_p95_s": _round(percentile(latencies, 95)),
         "worst_session_p95_s": _round(worst),
         "raw": [
-            {"end_to_final_s": [round(v, 3) for v in r.end_to_final_s()], "refused": r.refused}
+            {
+                "end_to_final_s": [round(v, 3) for v in r.end_to_final_s()],
+                "onset_to_first_partial_s": [round(v, 3) for v in r.onset_to_first_partial_s()],
+                "refused": r.refused,
+            }
             for r in results
         ],
         "server_latency_p50_ms": _round(percentile(server_ms, 50), 0),
         "server_latency_p95_ms": _round(percentile(server_ms, 95), 0),
         "first_partial_p50_s": _round(percentile(first, 50)),
+        "first_partial_p95_s": _round(percentile(first, 95)),
         "wer": _round(wer(results), 4),
         "cpu_cores_used": round(cpu_s / wall_s, 2),
         "rss_mb": round(watch.rss_mb()),

@@ -5,7 +5,9 @@ the previous one (re-transcribing a pause shows nothing new and delays the final
 sooner than the last partial's turnaround (queue wait plus inference): under load, partials
 slow down before finals do. The server's load level doubles the interval (``PARTIALS_SLOWED``)
 or stops partials (``PARTIALS_PAUSED``); the first partial of an utterance is never slowed by
-load: it shows the speaker they are heard.
+load: it shows the speaker they are heard. Until an utterance has shown text, the next partial
+is due as soon as the previous one is answered and 100 ms more audio came in (the request at
+the onset often hears too little for Whisper's thresholds).
 
 When the speaker pauses (the segmenter's ``SpeechPaused``, as the speculative final is asked
 for) after words no partial has heard, one more partial is due at once, whatever the interval:
@@ -20,6 +22,9 @@ from __future__ import annotations
 from server.core.load_report import LoadLevel
 from server.core.session.utterance import Utterance, UtteranceState
 from server.core.units import ms_to_samples
+
+# Until an utterance shows text, how much new audio makes another partial worth asking for.
+FIRST_WORDS_STEP_MS = 100
 
 
 class PartialPacer:
@@ -37,8 +42,11 @@ class PartialPacer:
         if (
             self.load is LoadLevel.PARTIALS_PAUSED
             or utterance.state is not UtteranceState.SPEAKING  # paused: the final is coming
-            or position_samples < utterance.next_partial_samples
             or voiced_end_samples <= utterance.partial_voiced_end
+        ):
+            return False
+        if position_samples < utterance.next_partial_samples and not self.chasing_first_words(
+            utterance, position_samples
         ):
             return False
         utterance.partial_voiced_end = voiced_end_samples
@@ -49,6 +57,21 @@ class PartialPacer:
             interval //= 2
         utterance.next_partial_samples = position_samples + interval
         return True
+
+    def chasing_first_words(self, utterance: Utterance, position_samples: int) -> bool:
+        """Whether a partial is due early because the utterance has shown no text yet.
+
+        The first request, at speech onset, often hears too little to hold a word. Until a
+        partial has shown text, the next is due as soon as the previous one is answered and
+        ``FIRST_WORDS_STEP_MS`` more audio came in, rather than half an interval later: first
+        words are what tells the speaker they are heard. Not under load."""
+        return (
+            self.load is LoadLevel.NORMAL
+            and utterance.last_partial is None
+            and 0 <= utterance.latest_partial_id <= utterance.applied_partial_id
+            and position_samples - utterance.latest_partial_end
+            >= ms_to_samples(FIRST_WORDS_STEP_MS)
+        )
 
     def next_partial(
         self,

@@ -30,6 +30,7 @@ class RequestMaker:
         """``settled``: its audio ends in a pause (the utterance remembers which are)."""
         request = self._request(utterance, RequestKind.PARTIAL, end, None)
         utterance.latest_partial_id = request.request_id
+        utterance.latest_partial_end = end
         if settled:
             utterance.settled_partial_ids.add(request.request_id)
         return request

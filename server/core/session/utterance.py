@@ -89,6 +89,7 @@ class Utterance:
     settled_partial_ids: set[int] = field(default_factory=set)
     # The newest partial asked for, and the newest whose words the agreement counted.
     latest_partial_id: int = -1
+    latest_partial_end: int = -1
     voted_partial_id: int = -1
 
     def __post_init__(self) -> None:

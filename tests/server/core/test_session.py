@@ -139,6 +139,25 @@ def test_a_partial_that_heard_every_voiced_word_is_settled_when_speech_pauses():
     assert driver.of_type(PartialText)[-1].stable_text == "10001."
 
 
+def test_until_an_utterance_shows_text_each_partial_follows_the_last_answer():
+    # Heard too little at the onset: the next partial is due 100 ms of audio after the empty
+    # answer came, not half an interval later; once text is shown the cadence is the usual.
+    driver = Driver(energy_session(), ScriptedTranscriber())
+    speech = pcm16(bursts(300, 3000, 0))
+    ends = []
+    for offset in range(0, len(speech), 640):  # 20 ms messages, answers at once
+        driver.feed(speech[offset : offset + 640], hold=True)
+        for request in [r for r in driver.held if r.kind is RequestKind.PARTIAL]:
+            driver.held.remove(request)
+            ends.append(request.end_samples)
+            said = (Segment(text=" hello"),) if len(ends) >= 4 else ()
+            driver.answer(driver.session.receive_transcription(request, Transcription(said)))
+    steps_ms = [(later - earlier) // 16 for earlier, later in itertools.pairwise(ends)]
+    assert all(100 <= step <= 120 for step in steps_ms[:3])  # 100 ms, in 30 ms VAD frames
+    assert driver.of_type(PartialText)[0].text == "hello"
+    assert min(steps_ms[3:]) >= 250
+
+
 def test_a_partial_answered_after_speech_ended_changes_nothing():
     driver = Driver(energy_session(), ScriptedTranscriber(["one two three"], words_per_second=2))
     driver.feed(pcm16(bursts(300, 1500, 250)), 320, hold=True)
