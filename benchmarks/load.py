@@ -1,4 +1,5 @@
-"""How many real-time sessions one machine serves: StreamScribe beside WhisperLive.
+"""How many real-time sessions one machine serves: StreamScribe beside WhisperLive and
+WhisperLiveKit.
 
 N concurrent sessions each stream real English speech from ../shared/audio (files joined with
 1-2 s pauses, a different rotation per session, each starting at a random moment within
@@ -26,6 +27,8 @@ benchmarks/results/load/; ``--plot-from FILE`` draws the figure again from such 
     python benchmarks/load.py --server streamscribe --steps 1,2,4,6,8 --session-s 60 --record
     bash benchmarks/whisperlive_setup.sh   # WhisperLive in benchmarks/.venv-whisperlive
     python benchmarks/load.py --server whisperlive --steps 1,2,3,4 --session-s 60 --record
+    bash benchmarks/whisperlivekit_setup.sh   # WhisperLiveKit in benchmarks/.venv-whisperlivekit
+    python benchmarks/load.py --server whisperlivekit --steps 1,2 --session-s 60 --record
     python benchmarks/load.py --soak-s 1800 --record   # one long stream: RSS and lag over time
     python benchmarks/load.py --plot-from benchmarks/results/load/<file>.json
 """
@@ -59,6 +62,7 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 FIGURES = ROOT / "benchmarks" / "figures"
 LOAD_RESULTS = ROOT / "benchmarks" / "results" / "load"
 WL_PYTHON = ROOT / "benchmarks" / ".venv-whisperlive" / "bin" / "python"
+WLK_SERVER = ROOT / "benchmarks" / ".venv-whisperlivekit" / "bin" / "whisperlivekit-server"
 RATE_HZ = 16_000
 MATCH_SLACK_S = 0.3  # how far a server's idea of a speech edge may be from the file's
 BUDGET_S = 2.0  # end of speech to final; StreamScribe: 1.5 s after its 500 ms silence window
@@ -221,6 +225,33 @@ def start_whisperlive(port: int, model: str) -> subprocess.Popen[bytes]:
         time.sleep(0.5)
     process.kill()
     raise SystemExit("WhisperLive did not start")
+
+
+def start_whisperlivekit(port: int, model: str, policy: str) -> subprocess.Popen[bytes]:
+    """WhisperLiveKit's server on its faster-whisper backend, raw PCM in, with ``policy``
+    (``localagreement`` or ``simulstreaming``), on the same model directory as ours."""
+    if not WLK_SERVER.exists():
+        raise SystemExit("WhisperLiveKit is not installed: bash benchmarks/whisperlivekit_setup.sh")
+    from server.backends.models import resolve_model
+
+    command = [
+        str(WLK_SERVER), "--host", "127.0.0.1", "--port", str(port), "--model_dir",
+        str(resolve_model(model)), "--backend", "faster-whisper", "--backend-policy", policy,
+        "--pcm-input", "--lan", "en",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT / "benchmarks")
+    deadline = time.monotonic() + 300
+    import httpx
+
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        if process.poll() is not None:
+            raise SystemExit("WhisperLiveKit exited while starting")
+        time.sleep(0.5)
+    process.kill()
+    raise SystemExit("WhisperLiveKit did not start")
 
 
 class ProcessWatch:
@@ -398,6 +429,74 @@ async def whisperlive_session(
     return result
 
 
+def _clock_s(text: str) -> float:
+    """WhisperLiveKit's "H:MM:SS.cc" in seconds."""
+    hours, minutes, seconds = text.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+async def whisperlivekit_session(
+    url: str, stream: Clip, delay_s: float, chunk_s: float
+) -> SessionResult:
+    """WhisperLiveKit's own protocol: 16 kHz s16le bytes, an empty message to stop, and its
+    whole transcript state after each step: ``lines`` (committed text, with times) and
+    ``buffer_transcription`` (the uncommitted hypothesis). Committed text is its final: the
+    moment a line's end first reaches past a point of the stream is when that point was
+    finalised. The first partial of an utterance is the first text (committed or not) after
+    the last committed line, seen while its audio was being sent."""
+    await asyncio.sleep(delay_s)
+    result = SessionResult(reference=stream.reference, pieces=stream.pieces)
+    pacer = Pacer(chunk_s)
+    async with websockets.connect(url, max_size=None) as ws:
+        config = json.loads(await ws.recv())
+        if config.get("type") != "config":
+            result.refused = str(config)
+            return result
+
+        async def send(chunk: np.ndarray) -> None:
+            await ws.send((np.clip(chunk, -1, 1) * 32767).astype("<i2").tobytes())
+
+        async def sender() -> None:
+            await pace(pacer, stream.audio, send)
+            await ws.send(b"")
+
+        task = asyncio.create_task(sender())
+        committed_end = 0.0
+        lines: list[dict[str, Any]] = []
+        showing = False
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 60)
+            except (TimeoutError, websockets.ConnectionClosed):
+                result.refused = result.refused or ("stalled" if not task.done() else "")
+                break
+            message = json.loads(raw)
+            if message.get("type") == "ready_to_stop":
+                break
+            if message.get("error"):
+                result.refused = str(message["error"])
+                break
+            now = time.monotonic()
+            lines = [line for line in message.get("lines", []) if line.get("text")]
+            ends = [_clock_s(line["end"]) for line in lines]
+            if ends and max(ends) > committed_end:
+                start = min(_clock_s(line["start"]) for line in lines)
+                result.finals.append(Heard(now, start, max(ends)))
+                committed_end = max(ends)
+                showing = False
+            has_text = bool(message.get("buffer_transcription", "").strip())
+            if has_text and not showing and pacer.started:
+                sent_s = now - pacer.started
+                result.first_partials.append(Heard(now, committed_end, sent_s))
+            showing = showing or has_text
+        if not task.done():
+            task.cancel()
+        # Its transcript is the committed lines as they stand at the end.
+        result.finals += [Heard(float("inf"), -1.0, -1.0, line["text"]) for line in lines]
+    result.sent_at_zero = pacer.started
+    return result
+
+
 # ---------------------------------------------------------------------- figures
 
 
@@ -501,7 +600,11 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 async def run_step(
     kind: str, url: str, streams: list[Clip], args: argparse.Namespace
 ) -> list[SessionResult]:
-    session = streamscribe_session if kind == "streamscribe" else whisperlive_session
+    session = {
+        "streamscribe": streamscribe_session,
+        "whisperlive": whisperlive_session,
+        "whisperlivekit": whisperlivekit_session,
+    }[kind]
     rng = random.Random(len(streams))
     tasks = [
         session(
@@ -519,9 +622,12 @@ def load_test(args: argparse.Namespace) -> dict[str, Any]:
         extra = ["--admission", "false"] if not args.admission else []
         process = start_streamscribe(port, args.model, extra + args.server_args)
         url = f"ws://127.0.0.1:{port}/v1/stream"
-    else:
+    elif args.server == "whisperlive":
         process = start_whisperlive(port, args.model)
         url = f"ws://127.0.0.1:{port}"
+    else:
+        process = start_whisperlivekit(port, args.model, args.wlk_policy)
+        url = f"ws://127.0.0.1:{port}/asr?language=en"
     steps = []
     try:
         watch = ProcessWatch(process.pid)
@@ -687,7 +793,17 @@ def record(title: str, command: str, body: dict[str, Any], name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", choices=("streamscribe", "whisperlive"), default="streamscribe")
+    parser.add_argument(
+        "--server",
+        choices=("streamscribe", "whisperlive", "whisperlivekit"),
+        default="streamscribe",
+    )
+    parser.add_argument(
+        "--wlk-policy",
+        choices=("localagreement", "simulstreaming"),
+        default="localagreement",
+        help="WhisperLiveKit's streaming policy",
+    )
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--steps", default="1,2,4,6,8")
     parser.add_argument("--session-s", type=float, default=60.0)
