@@ -708,6 +708,13 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     quarter = max(1, len(samples) // 4)
     return {
         "soak_s": round(len(stream.audio) / RATE_HZ),
+        "model": args.model,
+        # what the server's allocator was told (it inherits this process's environment)
+        "allocator_env": {
+            name: os.environ[name]
+            for name in ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "LD_PRELOAD")
+            if name in os.environ
+        },
         "finals": len(result.finals),
         "wer": _round(wer([result]), 4),
         "rss_mb_first_quarter_median": round(
@@ -832,7 +839,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.soak_s:
         body = soak(args)
-        title = f"Soak: one {body['soak_s']} s stream"
+        told = body["allocator_env"].items()
+        allocator = ", ".join(f"{name}={value}" for name, value in told) or "glibc defaults"
+        title = f"Soak: one {body['soak_s']} s stream ({args.model}, {allocator})"
         name = args.figure or "soak"
         plot(name, body)
     else:
