@@ -6,9 +6,12 @@ real-time pace to a server started in a subprocess, and reports:
 - first partial: from speech onset (speech.started + pre-roll) to the first partial, p50/p95
 - final latency: the server's ``latency_ms`` (after the silence window), p50/p95
 - WER of the finals, and of the same model transcribing each file offline with faster-whisper
+- with ``--rest``: the WER of the same server's REST answer (``/v1/audio/transcriptions``, each
+  file whole), the baseline a streaming transcript should be within a point of
 - real-time factor: server CPU seconds per second of audio; peak RSS of the server process
 
 Usage: python benchmarks/streaming_latency.py [--model tiny.en] [--beam-size 1] [--record]
+       python benchmarks/streaming_latency.py --model base --server-defaults --rest --record
 """
 
 from __future__ import annotations
@@ -17,10 +20,8 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -82,6 +83,22 @@ def offline_text(model_dir: str, entries: list[dict], beam_size: int) -> str:
     return " ".join(texts)
 
 
+def rest_text(base_url: str, entries: list[dict]) -> str:
+    """The server's own REST answer for each file, whole, as an OpenAI client would ask."""
+    texts = []
+    for entry in entries:
+        with (SHARED / entry["file"]).open("rb") as audio:
+            response = httpx.post(
+                f"{base_url}/v1/audio/transcriptions",
+                files={"file": (entry["file"], audio)},
+                data={"model": "whisper-1", "language": "en", "response_format": "json"},
+                timeout=300,
+            )
+        response.raise_for_status()
+        texts.append(response.json()["text"])
+    return " ".join(texts)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -114,34 +131,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=Path, help="write every event as JSON lines here")
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--server-defaults",
+        action="store_true",
+        help="run the server as `streamscribe serve` does (no beam, VAD, worker or thread flags)",
+    )
+    parser.add_argument("--rest", action="store_true", help="also score the server's REST answer")
     args = parser.parse_args(argv)
 
     entries = english_files()
     pcm = build_stream(entries)
     audio_s = len(pcm) / 2 / RATE
     port = free_port()
+    tuning = [
+        *("--cpu-threads", str(args.cpu_threads), "--workers", str(args.workers)),
+        *("--beam-size", str(args.beam_size)),
+    ]
     server = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "streamscribe",
-            "serve",
-            "--model",
-            args.model,
-            "--port",
-            str(port),
-            "--compute-type",
-            "int8",
-            "--cpu-threads",
-            str(args.cpu_threads),
-            "--workers",
-            str(args.workers),
-            "--beam-size",
-            str(args.beam_size),
-            "--log-level",
-            "warning",
+            *(sys.executable, "-m", "streamscribe", "serve", "--model", args.model),
+            *("--port", str(port), "--compute-type", "int8", "--log-level", "warning"),
+            *([] if args.server_defaults else tuning),
         ],
         cwd=ROOT,
+    )
+    stream_options = (
+        {"language": "en"} if args.server_defaults else {"language": "en", "vad": args.vad}
     )
     try:
         deadline = time.monotonic() + 300
@@ -160,11 +175,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"ws://127.0.0.1:{port}/v1/stream",
                 pcm,
                 speed=args.speed,
-                options={"language": "en", "vad": args.vad},
+                options=stream_options,
             )
         )
         cpu_s = proc_cpu_s(server.pid) - cpu_before
         peak_rss_mb = proc_peak_rss_mb(server.pid)
+        rest = rest_text(f"http://127.0.0.1:{port}", entries) if args.rest else None
     finally:
         server.terminate()
         server.wait(30)
@@ -199,37 +215,57 @@ def main(argv: list[str] | None = None) -> int:
         "wer_streaming_vs_reference": round(wer(reference, streaming_text), 4),
         "wer_offline_vs_reference": round(wer(reference, offline), 4),
         "wer_streaming_vs_offline": round(wer(offline, streaming_text), 4),
+        **(
+            {
+                "wer_rest_vs_reference": round(wer(reference, rest), 4),
+                "streaming_minus_rest_points": round(
+                    100 * (wer(reference, streaming_text) - wer(reference, rest)), 2
+                ),
+            }
+            if rest is not None
+            else {}
+        ),
         "rtf_cpu_s_per_audio_s": round(cpu_s / audio_s, 3),
         "server_peak_rss_mb": round(peak_rss_mb),
     }
     print(json.dumps(figures, indent=2))
     if args.record:
-        record(args, figures, statistics.mean(final_latency_ms))
+        texts = {"reference": reference, "streaming": streaming_text, "offline": offline}
+        record(args, figures, texts | ({"rest": rest} if rest is not None else {}))
     return 0
 
 
-def record(args: argparse.Namespace, figures: dict, _mean: float) -> None:
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    command = (
-        f"python benchmarks/streaming_latency.py --model {args.model} "
-        f"--beam-size {args.beam_size} --vad {args.vad} --workers {args.workers} "
-        f"--cpu-threads {args.cpu_threads} --record"
+def record(args: argparse.Namespace, figures: dict, texts: dict[str, str]) -> None:
+    """The figures in RESULTS.md, and the JSON behind them (with every transcript) in
+    benchmarks/results/streaming_latency/."""
+    from recording import append_results, save_json
+
+    tuning = (
+        "--server-defaults"
+        if args.server_defaults
+        else f"--beam-size {args.beam_size} --vad {args.vad} --workers {args.workers} "
+        f"--cpu-threads {args.cpu_threads}"
     )
-    lines = [
-        f"\n## Streaming latency, {args.model} int8, final beam {args.beam_size}, "
-        f"{args.vad} VAD, {args.workers} worker(s) x {args.cpu_threads} thread(s) "
-        f"({date.today().isoformat()})\n",
-        f"Machine: {machine}. Command: `{command}`\n",
-        "| figure | value |",
-        "| --- | --- |",
-        *[f"| {key} | {value} |" for key, value in figures.items()],
-        "",
-    ]
-    if not path.exists():
-        path.write_text("# Benchmark results\n\nFigures recorded by the scripts in this folder.\n")
-    with path.open("a") as out:
-        out.write("\n".join(lines))
+    rest = " --rest" if args.rest else ""
+    command = f"python benchmarks/streaming_latency.py --model {args.model} {tuning}{rest} --record"
+    setup = (
+        "server defaults"
+        if args.server_defaults
+        else f"final beam {args.beam_size}, {args.vad} VAD, {args.workers} worker(s) x "
+        f"{args.cpu_threads} thread(s)"
+    )
+    body = {"command": command, "model": args.model, "figures": figures, "texts": texts}
+    path, head, where = save_json("streaming_latency", body, args.model)
+    append_results(
+        [
+            f"\n## Streaming latency, {args.model} int8, {setup} ({date.today().isoformat()})\n",
+            f"Machine: {where}. Commit: {head}. Command: `{command}`. "
+            f"JSON: `{path.relative_to(ROOT)}`.\n",
+            "| figure | value |",
+            "| --- | --- |",
+            *[f"| {key} | {value} |" for key, value in figures.items()],
+        ]
+    )
 
 
 if __name__ == "__main__":
