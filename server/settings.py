@@ -203,6 +203,12 @@ class SchedulerSettings(_Group):
     batch_window_ms: float = Field(
         default=10.0, ge=0, le=1000, description="how long a batch waits for more partials"
     )
+    memory_trim_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="give memory freed by model calls back to the system (glibc malloc_trim) "
+        "when idle, at most this often (0: never)",
+    )
 
 
 class LocalModelSettings(_Group):

@@ -232,6 +232,15 @@ class InferenceScheduler:
     def finals_queued(self) -> int:
         return self.queue.finals_queued
 
+    @property
+    def idle(self) -> bool:
+        """No model call runs or waits."""
+        return self._busy_workers == 0 and self.queue.queued == 0
+
+    @property
+    def work_done_s(self) -> float:
+        return self.stats.busy_s
+
     def submit(
         self, request: TranscribeRequest, *, on_segment: SegmentCallback | None = None
     ) -> asyncio.Future[Transcription]:

@@ -28,6 +28,7 @@ from server.backends.base import AnyTranscriber, DescribesItself
 from server.backends.registry import make_transcriber
 from server.core.errors import ApiError
 from server.runtime.context import ServerContext
+from server.runtime.memory_trim import MemoryTrimmer, glibc_malloc_trim
 from server.runtime.scheduler import InferenceScheduler
 from server.settings import ServerSettings
 from server.web.body_limit import BodyLimitMiddleware
@@ -55,6 +56,7 @@ def create_app(
     context = ServerContext.build(settings, scheduler)
     scheduler.observer = context.record_inference
     scheduler.batch_observer = context.metrics.record_batch
+    trimmer = MemoryTrimmer(scheduler, settings.scheduling.memory_trim_s, glibc_malloc_trim())
     registry: LiveSessionRegistry = LiveSessions()
     context.load_listeners.append(registry.receive_load)
     rooms = RoomRegistry(
@@ -68,6 +70,7 @@ def create_app(
         app.state.loading = asyncio.create_task(scheduler.start())
         load_watcher = asyncio.create_task(context.watch_load(), name="load-watcher")
         room_sweeper = asyncio.create_task(sweep_rooms(rooms), name="room-sweeper")
+        memory_trim = asyncio.create_task(trimmer.run(), name="memory-trim")
         if on_ready is not None:
             ready = announce(scheduler, settings, on_ready)
             app.state.announcing = asyncio.create_task(ready)
@@ -75,6 +78,7 @@ def create_app(
             yield
         finally:
             rooms.close_all()
+            memory_trim.cancel()
             room_sweeper.cancel()
             load_watcher.cancel()
             app.state.loading.cancel()
@@ -91,6 +95,7 @@ def create_app(
     app.state.context = context
     app.state.live_sessions = registry
     app.state.rooms = rooms
+    app.state.memory_trimmer = trimmer
     app.include_router(build_router(settings, lambda: backend.multilingual))
     app.include_router(health_router(context, backend, settings.served_model))
     app.include_router(token_router(context, settings.model_routes))
