@@ -25,6 +25,10 @@ log = logging.getLogger("streamscribe.memory")
 Trim = Callable[[], None]
 
 
+class BusyTime(Protocol):
+    busy_s: float
+
+
 class IdleAware(Protocol):
     """What the trimmer needs of the scheduler."""
 
@@ -32,7 +36,7 @@ class IdleAware(Protocol):
     def idle(self) -> bool: ...
 
     @property
-    def work_done_s(self) -> float: ...
+    def stats(self) -> BusyTime: ...
 
 
 def glibc_malloc_trim() -> Trim | None:
@@ -92,7 +96,7 @@ class MemoryTrimmer:
     def due(self) -> bool:
         return (
             self.enabled
-            and self.scheduler.work_done_s > self._work_at_last_trim
+            and self.scheduler.stats.busy_s > self._work_at_last_trim
             and self._clock() - self._last_trim >= self.interval_s
             and self.scheduler.idle
         )
@@ -101,7 +105,7 @@ class MemoryTrimmer:
         """Blocking: run it in a thread."""
         assert self._trim is not None
         before = resident_mb()
-        self._work_at_last_trim = self.scheduler.work_done_s
+        self._work_at_last_trim = self.scheduler.stats.busy_s
         self._last_trim = self._clock()
         self._trim()
         self.trims += 1

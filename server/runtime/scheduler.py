@@ -237,10 +237,6 @@ class InferenceScheduler:
         """No model call runs or waits."""
         return self._busy_workers == 0 and self.queue.queued == 0
 
-    @property
-    def work_done_s(self) -> float:
-        return self.stats.busy_s
-
     def submit(
         self, request: TranscribeRequest, *, on_segment: SegmentCallback | None = None
     ) -> asyncio.Future[Transcription]:
@@ -261,10 +257,8 @@ class InferenceScheduler:
         self.queue.cancel_session(session_id)
 
     def _key(self, job: _Job) -> object:
-        """What ``job`` must share with the others of a batch; ``None``: it runs alone. A chunk
-        of a long upload runs alone, and so does a request that streams its text as it is
-        decoded (``on_segment``): a batch answers all at once. Asked of the backend once per
-        job, as the backend may tokenize the prompt to answer."""
+        """What ``job`` must share with the others of a batch; ``None``: it runs alone (a chunk
+        of a long upload; a request that streams its text, as a batch answers all at once)."""
         if job.batch_key is _UNKNOWN:
             request = job.request
             job.batch_key = (

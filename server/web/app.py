@@ -68,9 +68,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.loading = asyncio.create_task(scheduler.start())
-        load_watcher = asyncio.create_task(context.watch_load(), name="load-watcher")
-        room_sweeper = asyncio.create_task(sweep_rooms(rooms), name="room-sweeper")
-        memory_trim = asyncio.create_task(trimmer.run(), name="memory-trim")
+        watchers = [  # run for the app's life
+            asyncio.create_task(context.watch_load(), name="load-watcher"),
+            asyncio.create_task(sweep_rooms(rooms), name="room-sweeper"),
+            asyncio.create_task(trimmer.run(), name="memory-trim"),
+        ]
         if on_ready is not None:
             ready = announce(scheduler, settings, on_ready)
             app.state.announcing = asyncio.create_task(ready)
@@ -78,9 +80,8 @@ def create_app(
             yield
         finally:
             rooms.close_all()
-            memory_trim.cancel()
-            room_sweeper.cancel()
-            load_watcher.cancel()
+            for watcher in watchers:
+                watcher.cancel()
             app.state.loading.cancel()
             await scheduler.close()
 
@@ -95,21 +96,12 @@ def create_app(
     app.state.context = context
     app.state.live_sessions = registry
     app.state.rooms = rooms
-    app.state.memory_trimmer = trimmer
     app.include_router(build_router(settings, lambda: backend.multilingual))
     app.include_router(health_router(context, backend, settings.served_model))
     app.include_router(token_router(context, settings.model_routes))
     app.include_router(room_router(context, rooms))
     app.include_router(page_router())
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes)
-    app.add_middleware(AccessMiddleware, context=context)
-    if settings.allowed_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.allowed_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
-        )
+    add_middleware(app, settings, context)
     add_error_handlers(app, context)
 
     @app.websocket("/v1/stream")
@@ -126,6 +118,18 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
+
+
+def add_middleware(app: FastAPI, settings: ServerSettings, context: ServerContext) -> None:
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes)
+    app.add_middleware(AccessMiddleware, context=context)
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
 
 
 async def announce(
