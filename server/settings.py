@@ -146,6 +146,12 @@ class LoadSettings(_Group):
         le=1,
         description="share of the model's time finals may take before new sessions are refused",
     )
+    admission_burst: int = Field(
+        default=8,
+        ge=1,
+        description="sessions admitted in the last load window whose finals have not yet "
+        "shown their load, at most (a crowd arriving at once comes in this many at a time)",
+    )
     load_window_s: float = Field(default=30.0, gt=0, description="seconds of figures judged")
     load_recover_s: float = Field(
         default=10.0, ge=0, description="seconds of calm before the load level steps down"

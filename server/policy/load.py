@@ -25,9 +25,16 @@ Levels, and the rules that move between them (checked at every ``level`` call):
 Admission judges the load that exists now: the figures of the sessions still open (a session's
 finals leave the window when it closes; REST requests age out with it), with no hysteresis. A new
 session is refused (``server_overloaded``) when those figures would pause partials, or when the
-final load projected for one more session (today's per-session share times n + 1) passes
-``max_final_load``. With no final measured yet every session is admitted: the load is unknown,
-not high; and with no session open, too.
+final load projected for one more session passes ``max_final_load``, or when a crowd arrives
+faster than its load can be measured. A server with no session open admits at once.
+
+Sessions whose load is not yet known: a session shows its load with its first final, seconds
+after it opens. Until then it is "unmeasured": open, admitted within the last window, with no
+final of its own in it (an older session with no final is a quiet listener, and costs nothing).
+At most ``admission_burst`` sessions may be unmeasured at once, so a crowd that connects in the
+same few seconds comes in that many at a time, each group judged by the finals of the one
+before, instead of all at once on a load of zero. The projection counts each unmeasured session
+(and the new one) at the average share of the others.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ class LoadMonitor:
         self._reason = ""
         self._clear_since: float | None = None
         self._first_at: float | None = None
+        self._admitted_at: deque[float] = deque()
 
     # ------------------------------------------------------------------ inputs
 
@@ -103,9 +111,12 @@ class LoadMonitor:
     def admit(self, active_sessions: int, now: float) -> None:
         """Raise ``LimitExceeded`` if one more session would push finals past their budget.
         A server with no session always admits: the load that exists now is none."""
-        if not self.policy.admission or active_sessions == 0:
-            return
         self._forget_before(now - self.policy.load_window_s)
+        if self.policy.admission and active_sessions > 0:
+            self._judge(active_sessions, now)
+        self._admitted_at.append(now)
+
+    def _judge(self, active_sessions: int, now: float) -> None:
         load = self.final_load(now)
         level, reason = self._wanted_level(self.final_latency_p95_ms(), load)
         if level is LoadLevel.PARTIALS_PAUSED:
@@ -114,8 +125,20 @@ class LoadMonitor:
                 code="server_overloaded",
                 limit="final_latency_budget_ms",
             )
+        measured = len({session for _, _, session in self._final_runs if session})
+        unmeasured = min(max(0, active_sessions - measured), len(self._admitted_at))
+        if unmeasured >= self.policy.admission_burst:
+            raise LimitExceeded(
+                f"{unmeasured} sessions opened in the last {self.policy.load_window_s:g} s have "
+                "not yet shown their load (admission_burst); try again in a few seconds",
+                code="server_overloaded",
+                limit="admission_burst",
+            )
         if load:
-            projected = load * (active_sessions + 1) / active_sessions
+            # The load is the known sessions' (the measured and the quiet); each unmeasured
+            # session, and the new one, is counted at their average share.
+            known = max(1, active_sessions - unmeasured)
+            projected = load * (active_sessions + 1) / known
             if projected > self.policy.max_final_load:
                 raise LimitExceeded(
                     f"one more session would put the finals' load at {projected:.0%} of the "
@@ -165,3 +188,5 @@ class LoadMonitor:
         for samples in (self._latencies, self._final_runs):
             while samples and samples[0][0] < cutoff:
                 samples.popleft()
+        while self._admitted_at and self._admitted_at[0] < cutoff:
+            self._admitted_at.popleft()

@@ -141,6 +141,45 @@ def test_admission_projects_the_finals_load_of_one_more_session():
     monitor.admit(active_sessions=20, now=30.0)  # 0.7 * 21 / 20 = 0.735
 
 
+def test_a_crowd_is_admitted_as_fast_as_its_sessions_show_their_load():
+    policy = LoadSettings(admission_burst=3, load_window_s=30)
+    monitor = LoadMonitor(policy, workers=2)
+    for active in range(3):  # three arrive within a second, no final yet: unknown, not high
+        monitor.admit(active_sessions=active, now=0.1 * active)
+    with pytest.raises(LimitExceeded) as refused:
+        monitor.admit(active_sessions=3, now=0.5)
+    assert refused.value.limit == "admission_burst"
+    monitor.receive_final_run(0.2, 4.0, "first")  # one of them shows its load
+    monitor.admit(active_sessions=3, now=4.1)
+    with pytest.raises(LimitExceeded):
+        monitor.admit(active_sessions=4, now=4.2)  # three unknown again
+
+
+def test_sessions_that_never_spoke_stop_counting_as_unknown_after_the_window():
+    """Quiet listeners of a meeting cost nothing: once they were admitted a window ago, a new
+    session is judged as if they were measured."""
+    monitor = LoadMonitor(LoadSettings(admission_burst=2, load_window_s=30), workers=2)
+    monitor.admit(active_sessions=0, now=0.0)
+    monitor.admit(active_sessions=1, now=0.0)
+    with pytest.raises(LimitExceeded):
+        monitor.admit(active_sessions=2, now=1.0)
+    monitor.admit(active_sessions=2, now=31.0)
+
+
+def test_the_projection_counts_unmeasured_sessions_at_the_measured_share():
+    monitor = LoadMonitor(POLICY, workers=2)
+    for active in (0, 1):
+        monitor.admit(active_sessions=active, now=0.0)
+    # 29 s measured, 2 workers: 58 worker-seconds; a and b took 21.6 s of finals: load 0.37.
+    for index in range(24):
+        monitor.receive_final_run(0.9, 0.9 + index, "ab"[index % 2])
+    for active in (2, 3):
+        monitor.admit(active_sessions=active, now=29.0)  # two new ones, not yet measured
+    with pytest.raises(LimitExceeded) as refused:
+        monitor.admit(active_sessions=4, now=29.0)  # 0.37 * 5 / 2 = 0.93, not 0.37 * 5 / 4
+    assert refused.value.limit == "max_final_load"
+
+
 def test_admission_can_be_switched_off():
     policy = LoadSettings(final_latency_budget_ms=1000, admission=False)
     monitor = LoadMonitor(policy, workers=1)

@@ -105,3 +105,34 @@ def test_sessions_after_an_overloaded_one_closed_are_admitted_together():
     with running_server(overloaded_app()) as server:
         created = run(scenario(server))
     assert [event["type"] for event in created] == ["session.created"] * 2
+
+
+def test_a_crowd_comes_in_as_fast_as_its_load_is_measured():
+    """Two sessions open with no final yet: their load is unknown, so a third is asked to come
+    back (1013) rather than admitted on a load of zero; once one of them has a final, the third
+    is judged by it and admitted."""
+    settings = ServerSettings(backend="fake", model="fake-model", admission_burst=2)
+    app = create_app(settings, ScriptedTranscriber(["quick words"]))
+
+    async def scenario(server):
+        seen: list[dict] = []
+        async with (
+            websockets.connect(server.ws_url + "?language=en") as first,
+            websockets.connect(server.ws_url) as second,
+        ):
+            for websocket in (first, second):
+                await next_of(websocket, seen, "session.created")
+            async with websockets.connect(server.ws_url) as third:
+                refusal = json.loads(await asyncio.wait_for(third.recv(), TIMEOUT_S))
+                await asyncio.wait_for(third.wait_closed(), TIMEOUT_S)
+            assert third.close_code == 1013
+            await first.send(pcm16(bursts(300, 800, 900)))
+            await next_of(first, seen, "transcript.final")
+            async with websockets.connect(server.ws_url) as later:
+                admitted = json.loads(await asyncio.wait_for(later.recv(), TIMEOUT_S))
+        return refusal, admitted
+
+    with running_server(app) as server:
+        refusal, admitted = run(scenario(server))
+    assert refusal["code"] == "server_overloaded" and "admission_burst" in refusal["message"]
+    assert admitted["type"] == "session.created"
