@@ -97,6 +97,7 @@ class SessionResult:
     reference: str = ""
     pieces: list[tuple[float, float]] = field(default_factory=list)
     sent_at_zero: float = 0.0  # when stream time 0 was sent
+    messages: int = 0  # audio messages sent
 
     def texts(self) -> list[str]:
         return [heard.text for heard in self.finals]
@@ -289,6 +290,7 @@ class Pacer:
     def __init__(self, chunk_s: float) -> None:
         self.chunk_s = chunk_s
         self.started = 0.0
+        self.messages = 0
 
     def sent_at(self, stream_s: float) -> float:
         return self.started + stream_s
@@ -302,6 +304,7 @@ async def pace(pacer: Pacer, audio: np.ndarray, send: Any) -> None:
         if wait > 0:
             await asyncio.sleep(wait)
         await send(audio[offset : offset + step])
+        pacer.messages += 1
 
 
 async def streamscribe_session(
@@ -353,6 +356,7 @@ async def streamscribe_session(
         if not task.done():
             task.cancel()
     result.sent_at_zero = pacer.started
+    result.messages = pacer.messages
     return result
 
 
@@ -426,6 +430,7 @@ async def whisperlive_session(
             # Its client shows the open segment at the end: its text counts, not its time.
             result.finals.append(Heard(float("inf"), -1.0, -1.0, last_open))
     result.sent_at_zero = pacer.started
+    result.messages = pacer.messages
     return result
 
 
@@ -494,6 +499,7 @@ async def whisperlivekit_session(
         # Its transcript is the committed lines as they stand at the end.
         result.finals += [Heard(float("inf"), -1.0, -1.0, line["text"]) for line in lines]
     result.sent_at_zero = pacer.started
+    result.messages = pacer.messages
     return result
 
 
@@ -529,6 +535,7 @@ def summarize(n: int, results: list[SessionResult], watch: ProcessWatch, wall_s:
     server_ms = [ms for r in results for ms in r.server_latency_ms]
     first = [s for r in admitted for s in r.onset_to_first_partial_s()]
     cpu_s = watch.cpu_s() - watch.cpu_at_start
+    messages = sum(r.messages for r in results)
     worst = max((p95 for p95 in own_p95 if p95 is not None), default=None)
     return {
         "sessions": n,
@@ -554,6 +561,11 @@ def summarize(n: int, results: list[SessionResult], watch: ProcessWatch, wall_s:
         "first_partial_p95_s": _round(percentile(first, 95)),
         "wer": _round(wer(results), 4),
         "cpu_cores_used": round(cpu_s / wall_s, 2),
+        "server_cpu_s": round(cpu_s, 2),
+        "audio_messages": messages,
+        # all the server's work per message: with --backend fake, what a message costs
+        # without the model (websocket, VAD, session, scheduler)
+        "server_cpu_us_per_message": round(cpu_s / messages * 1e6) if messages else None,
         "rss_mb": round(watch.rss_mb()),
         "degraded_notices": sum(r.degraded for r in results),
         "holds": served == n,
