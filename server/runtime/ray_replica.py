@@ -23,6 +23,7 @@ from server.backends.local import FasterWhisperTranscriber
 from server.core.errors import UsageError
 from server.core.transcription import DecodeOptions, TranscribeRequest, Transcription
 from server.core.units import STREAM_RATE_HZ
+from server.runtime.memory_trim import MemoryTrimmer, glibc_malloc_trim
 from server.runtime.scheduler import InferenceScheduler
 from server.settings import LocalModelSettings, SchedulerSettings
 
@@ -58,7 +59,9 @@ class TranscriberReplica:
         self.transcriber.load()
         self.info = self._measure(local.model)
         self.scheduler = InferenceScheduler(self.transcriber, scheduling)
+        self.trimmer = MemoryTrimmer(self.scheduler, scheduling.memory_trim_s, glibc_malloc_trim())
         self._started = False
+        self._background: list[asyncio.Task[None]] = []
 
     def _measure(self, model: str) -> ReplicaInfo:
         """Time a final and a partial on this replica's hardware (after the model's warm-up)."""
@@ -85,6 +88,7 @@ class TranscriberReplica:
         if not self._started:
             self._started = True
             await self.scheduler.start(load=False)
+            self._background.append(asyncio.create_task(self.trimmer.run()))
 
     async def transcribe(self, request: TranscribeRequest) -> Transcription | None:
         """The answer, its ``queue_ms`` the wait in this replica; ``None``: a partial this
