@@ -45,6 +45,7 @@ def test_malloc_trim_gives_a_thread_arenas_free_pages_back():
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
+    trim()  # what earlier tests freed would otherwise be reused, not newly resident
     before = resident_mb()
     assert before is not None
     _churn_in_a_thread(libc, blocks=1600)  # 100 MB
