@@ -91,11 +91,6 @@ class HttpSettings(_Group):
     ws_ping_interval_s: float = Field(
         default=20.0, gt=0, description="seconds between websocket pings (and their timeout)"
     )
-    ws_compression: bool = Field(
-        default=False,
-        description="accept permessage-deflate on websockets (off: PCM audio barely "
-        "compresses, and both ends would pay for it on every 20 ms message)",
-    )
     shutdown_grace_s: float = Field(
         default=10.0, ge=0, description="seconds open sessions get to finish on SIGTERM"
     )

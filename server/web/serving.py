@@ -69,7 +69,6 @@ def build_server(
         ws="websockets-sansio",
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_interval_s,
-        ws_per_message_deflate=settings.ws_compression,
         # Our own limit gives a clear error below this; above it the protocol refuses. The
         # Realtime protocol's appends may carry OpenAI's 15 MiB of audio, base64-encoded.
         ws_max_size=max(REALTIME_MAX_EVENT_CHARS + 1024 * 1024, limits.max_message_bytes * 2),

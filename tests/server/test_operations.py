@@ -130,25 +130,6 @@ def test_sigterm_drains_sessions_mid_utterance_then_exits_with_json_logs():
     assert key not in stderr and "spoken before shutdown" not in stderr
 
 
-@pytest.mark.parametrize(("flags", "deflate"), [((), False), (("--ws-compression", "true"), True)])
-def test_websocket_compression_is_negotiated_only_when_switched_on(flags, deflate):
-    """Clients offer permessage-deflate by default (the websockets library, browsers); on
-    PCM audio it costs both ends CPU on every message for little, so the server declines."""
-    process, port = start_server(*flags)
-
-    async def extensions() -> list[str]:
-        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/stream") as websocket:
-            assert json.loads(await websocket.recv())["type"] == "session.created"
-            return [extension.name for extension in websocket.protocol.extensions]
-
-    try:
-        negotiated = run(extensions())
-    finally:
-        process.terminate()
-        process.communicate(timeout=TIMEOUT_S)
-    assert negotiated == (["permessage-deflate"] if deflate else [])
-
-
 @pytest.mark.parametrize("flags", [(), ("--log-level", "debug", "--log-format", "json")])
 def test_no_credential_prompt_or_transcript_reaches_the_output(flags):
     """Every credential in every place a client may put it, prompts everywhere they go, and
