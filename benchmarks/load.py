@@ -30,6 +30,8 @@ benchmarks/results/load/; ``--plot-from FILE`` draws the figure again from such 
     bash benchmarks/whisperlivekit_setup.sh   # WhisperLiveKit in benchmarks/.venv-whisperlivekit
     python benchmarks/load.py --server whisperlivekit --steps 1,2 --session-s 60 --record
     python benchmarks/load.py --soak-s 1800 --record   # one long stream: RSS and lag over time
+    # what an audio message costs the server without a model (server_cpu_us_per_message):
+    python benchmarks/load.py --steps 10,20,40 --server-arg=--backend --server-arg=fake --record
     python benchmarks/load.py --plot-from benchmarks/results/load/<file>.json
 """
 
