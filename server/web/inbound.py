@@ -25,6 +25,9 @@ async def receive_within_limits(
     if math.isinf(idle_s) and math.isinf(remaining_s):
         return await websocket.receive()
     try:
+        # wait_for, not an ``asyncio.timeout`` scope: its task per message makes the reader
+        # yield to the loop between messages, so a client sending faster than real time does
+        # not starve the partials of its own and other sessions (a room test caught it).
         return await asyncio.wait_for(websocket.receive(), timeout=min(idle_s, remaining_s))
     except TimeoutError:
         if remaining_s <= idle_s:
