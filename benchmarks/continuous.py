@@ -8,6 +8,7 @@ so "cut point to final" is measured the same way whatever ended the utterance. R
 model and file: finals by reason, cut point to final p50/p95/max, and the WER.
 
 Usage: python benchmarks/continuous.py [--models tiny.en,base] [--label after] [--record]
+       [--files a.wav,b.mp3] [--server-arg=--log-level=debug]  (per-final rows in the JSON)
 JSON: benchmarks/results/continuous/<date>-<commit>-<label>.json
 """
 
@@ -75,6 +76,18 @@ def measure(port: int, name: str) -> dict:
         "cut_to_final_max_ms": round(max(delays)),
         "within_1s": sum(delay <= 1000 for delay in delays),
         "wer": round(wer(reference(name), text), 4),
+        # Each final, so a late one can be found in the server's debug log.
+        "per_final": [
+            {
+                "utterance_id": event.get("utterance_id"),
+                "reason": event["reason"],
+                "start_ms": event["start_ms"],
+                "end_ms": event["end_ms"],
+                "cut_to_final_ms": round(delay),
+                "latency_ms": event.get("latency_ms"),
+            }
+            for (_, event), delay in zip(arrivals, delays, strict=True)
+        ],
     }
 
 
@@ -82,13 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny.en,base")
     parser.add_argument("--label", default="", help="a name for this run (before, after)")
+    parser.add_argument(
+        "--files", default=",".join(FILES), help="shared audio files, comma-separated"
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        dest="server_args",
+        help="one more server flag (repeatable), e.g. --server-arg=--log-level=debug",
+    )
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     body: dict = {"label": args.label}
     for model in args.models.split(","):
-        server, port = start_server("--model", model, "--compute-type", "int8")
+        server, port = start_server("--model", model, "--compute-type", "int8", *args.server_args)
         try:
-            body[model] = [measure(port, name) for name in FILES]
+            body[model] = [measure(port, name) for name in args.files.split(",")]
         finally:
             stop(server)
     print(json.dumps(body, indent=2))

@@ -317,3 +317,46 @@ def concurrent_speakers(tiny_server: Any) -> None:
     batches = re.search(r'^streamscribe_batch_size_count\{kind="partial"\} (\S+)', metrics, re.M)
     total = re.search(r'^streamscribe_batch_size_sum\{kind="partial"\} (\S+)', metrics, re.M)
     assert batches and total and float(total.group(1)) > float(batches.group(1)) > 0
+
+
+def test_a_final_that_loops_on_the_short_window_stops_early_and_is_decoded_again():
+    """ "here's some more words words words words" (the fast talk, 14.2-22.4 s) makes tiny.en
+    loop on the 10 s window with beam 5. The loop stops at the final's token budget (12 a
+    second of audio and 16 more), not at Whisper's 224 tokens, and the final decoded again on
+    30 s reads as said."""
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    from server.backends.local import TOKENS_MARGIN, TOKENS_PER_S_AT_MOST, FasterWhisperTranscriber
+    from server.core.transcription import DecodeOptions
+
+    require_model("tiny.en")
+    backend = FasterWhisperTranscriber("tiny.en", compute_type="int8", num_workers=1)
+    backend.load()
+    pcm = np.frombuffer(decode_file(shared_file("en_mfa_acoustic_corpus.wav")), "<i2")
+    clip = pcm[int(14.22 * 16_000) : int(22.40 * 16_000)].astype(np.float32) / 32768
+    budget = TOKENS_MARGIN + int(TOKENS_PER_S_AT_MOST * len(clip) / 16_000)
+
+    decoded: list[tuple[int, int]] = []  # (max_length, tokens) of each decoder call
+    model = backend._model
+
+    class CountingDecoder:  # the real model, each call's tokens counted
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def generate(self, *args: Any, **kwargs: Any) -> Any:
+            results = self.inner.generate(*args, **kwargs)
+            decoded.append((kwargs["max_length"], len(results[0].sequences_ids[0])))
+            return results
+
+    model.model = CountingDecoder(model.model)
+    answer = backend.transcribe(clip, DecodeOptions(language="en", ends_in_silence=True))
+
+    first_max_length, first_tokens = decoded[0]
+    assert first_tokens == budget <= first_max_length // 2, decoded  # the loop, cut short
+    assert len(decoded) >= 2  # then Whisper's own path
+    words = EnglishTextNormalizer()(answer.text).split()
+    assert words[:6] == ["we", "are", "just", "saying", "some", "words"], answer.text
+    assert 4 <= words.count("words") <= 8, answer.text  # "some words", then 3-4 said, no loop

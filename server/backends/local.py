@@ -293,9 +293,10 @@ class FasterWhisperTranscriber:
 
 
 FRAMES_PER_SECOND = 100  # Whisper's mel frames
-# Fast speech is about 4 words, 6 tokens, a second: a partial may decode twice that.
-PARTIAL_TOKENS_PER_S = 12
-PARTIAL_TOKENS_MARGIN = 16
+# Fast speech is about 4 words, 6 tokens, a second: a request on a short window may decode
+# twice that.
+TOKENS_PER_S_AT_MOST = 12
+TOKENS_MARGIN = 16
 
 
 class _BatchedDecoder:
@@ -367,13 +368,16 @@ class _BatchedDecoder:
             )
             for tokenizer, (fixed, carried) in zip(tokenizers, split, strict=True)
         ]
+        max_length, final_tokens_at_most = self._max_length(
+            items, prompts, final=final, window_s=window_s
+        )
         results = model.model.generate(
             encoded,
             prompts,
             beam_size=beam_size,
             patience=1,
             length_penalty=1,
-            max_length=self._max_length(items, prompts, final=final),
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -395,22 +399,41 @@ class _BatchedDecoder:
                 compression_ratio=self._compression_ratio(text.strip()),
                 tokens=tuple(tokens),
             )
-            retry = final and _decode_again(segment, window_s)
+            # A final that used its whole budget was cut short or looped: decoded again.
+            cut_short = final_tokens_at_most is not None and len(tokens) >= final_tokens_at_most
+            retry = final and (cut_short or _decode_again(segment, window_s))
             answers.append(None if retry else _answer(segment, language, probability, inference_ms))
         return answers
 
     def _max_length(
-        self, items: Sequence[tuple[Samples, DecodeOptions]], prompts: list[Any], *, final: bool
-    ) -> int:
-        """Tokens a call may decode. A partial of a few seconds holds a few dozen tokens;
-        capping it there stops a repetition loop (a near-silent window decoded into the same
-        words again and again took 1.9 s of base's time for 0.6 s of audio)."""
+        self,
+        items: Sequence[tuple[Samples, DecodeOptions]],
+        prompts: list[Any],
+        *,
+        final: bool,
+        window_s: float | None,
+    ) -> tuple[int, int | None]:
+        """CTranslate2's ``max_length`` for a call, and the most tokens a final may decode
+        before it counts as a loop (``None``: no such limit).
+
+        A request of a few seconds holds a few dozen tokens; capping it there stops a
+        repetition loop: a near-silent partial decoded into the same words again and again took
+        1.9 s of base's time for 0.6 s of audio, and a final on the short window that looped
+        on "words words words" to Whisper's 224 tokens 3.4 s, before it was decoded again on
+        30 s anyway. A final on Whisper's 30 s (its own fallback path) keeps the model's limit.
+        """
         limit = int(self._model.max_length)
-        if final:
-            return limit
+        if final and window_s is None:
+            return limit, None
         longest_s = max(len(audio) for audio, _ in items) / STREAM_RATE_HZ
-        budget = PARTIAL_TOKENS_MARGIN + int(PARTIAL_TOKENS_PER_S * longest_s)
-        return min(limit, max(len(prompt) for prompt in prompts) + budget)
+        budget = TOKENS_MARGIN + int(TOKENS_PER_S_AT_MOST * longest_s)
+        longest_prompt = max(len(prompt) for prompt in prompts)
+        if not final:
+            return min(limit, longest_prompt + budget), None
+        # Whisper's decoder stops at min(max_length / 2, max_length - prompt) new tokens
+        # (CTranslate2 keeps Whisper's sample_len of half the context): ask for enough that
+        # the budget, not the halving, is what stops a final.
+        return min(limit, max(longest_prompt + budget, 2 * budget)), budget
 
     def _frames(
         self, items: Sequence[tuple[Samples, DecodeOptions]], window_s: float | None
