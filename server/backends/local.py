@@ -209,10 +209,11 @@ class FasterWhisperTranscriber:
 
     def _window_s(self, final: bool, options: Sequence[DecodeOptions]) -> float | None:
         """The encoder window of a call (``None``: Whisper's 30 s). Finals get the short one
-        only when every one of them ends in a pause: at forced cuts it lost words."""
+        only when every one of them ends in a pause (at forced cuts it lost words) and no
+        partial of theirs just looped (the final would too, and be decoded again)."""
         if not final:
             return self.partial_window_s or None
-        if all(o.ends_in_silence for o in options):
+        if all(o.ends_in_silence and not o.partial_looped for o in options):
             return self.final_window_s or None
         return None
 

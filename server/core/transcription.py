@@ -51,6 +51,10 @@ class DecodeOptions:
     # A final whose audio ends in a pause (not cut while the speaker talked): a local model may
     # encode it on a short window (``final_window_s``), which at forced cuts lost words.
     ends_in_silence: bool = False
+    # A final whose utterance's newest partial ended on a phrase said twice: on the short
+    # window the final would end so too and be decoded again on 30 s ("words words words" of
+    # the fast talk: 1.9 s on base), so it takes 30 s at once.
+    partial_looped: bool = False
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -12,6 +12,7 @@ from server.core.events import Event, FinalText, PartialText, SessionError
 from server.core.quality import (
     QualityThresholds,
     cut_repetition_loop,
+    ends_in_a_loop,
     filter_transcription,
     kept_words,
 )
@@ -162,6 +163,7 @@ def apply_partial(
         return []
     utterance.applied_partial_id = request.request_id
     text, _ = filter_transcription(answer, thresholds, request.options.hotwords)
+    utterance.partial_looped = ends_in_a_loop(text)
     text = cut_repetition_loop(text)
     agreement = utterance.agreement
     hear = agreement.receive_settled_hypothesis if settled else agreement.receive_hypothesis

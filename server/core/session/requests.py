@@ -39,7 +39,9 @@ class RequestMaker:
         """``audio``: what the final covers, kept while it waited (``None``: cut it now)."""
         request = self._request(utterance, RequestKind.FINAL, end, audio)
         paused = utterance.state is UtteranceState.PAUSED or utterance.end_reason == "silence"
-        options = dataclasses.replace(request.options, ends_in_silence=paused)
+        options = dataclasses.replace(
+            request.options, ends_in_silence=paused, partial_looped=utterance.partial_looped
+        )
         return dataclasses.replace(request, options=options)
 
     def retry(self, failed: FailedUtterance) -> TranscribeRequest:

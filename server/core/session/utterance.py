@@ -91,6 +91,9 @@ class Utterance:
     latest_partial_id: int = -1
     latest_partial_end: int = -1
     voted_partial_id: int = -1
+    # The newest partial applied ended on a phrase said twice: a loop, or a repetition the
+    # final's check would take for one (see ``RequestMaker.final``).
+    partial_looped: bool = False
 
     def __post_init__(self) -> None:
         self.machine = StateMachine(

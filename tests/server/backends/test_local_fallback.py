@@ -1,7 +1,10 @@
-"""The local backend's rule for retrying a batched final alone, with the temperature fallback."""
+"""The local backend's rule for retrying a batched final alone, with the temperature fallback,
+and the encoder window each final gets."""
 
-from server.backends.local import _needs_fallback
-from server.core.transcription import Segment
+import dataclasses
+
+from server.backends.local import FasterWhisperTranscriber, _needs_fallback
+from server.core.transcription import DecodeOptions, Segment
 
 
 def segment(avg_logprob=-0.3, compression_ratio=1.5, no_speech_prob=0.1):
@@ -25,3 +28,14 @@ def test_a_repetitive_or_unsure_answer_is_retried():
 def test_an_unsure_answer_on_silence_is_not_retried():
     """Whisper's rule: nothing to gain from retrying what the model calls silence."""
     assert not _needs_fallback(segment(avg_logprob=-1.4, no_speech_prob=0.9))
+
+
+def test_a_final_takes_the_short_window_only_after_a_pause_and_no_loop():
+    backend = FasterWhisperTranscriber("tiny.en", final_window_s=10, partial_window_s=8)
+    paused = DecodeOptions(ends_in_silence=True)
+    looped = dataclasses.replace(paused, partial_looped=True)
+    assert backend._window_s(True, [paused]) == 10
+    assert backend._window_s(True, [DecodeOptions()]) is None  # cut while the speaker talked
+    assert backend._window_s(True, [looped]) is None
+    assert backend._window_s(True, [paused, looped]) is None  # one call, one window
+    assert backend._window_s(False, [looped]) == 8  # partials keep theirs

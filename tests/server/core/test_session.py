@@ -294,6 +294,32 @@ def test_only_finals_of_audio_that_ends_in_a_pause_may_take_the_short_window():
     assert partials and not any(p.options.ends_in_silence for p in partials)
 
 
+class PartialsEndOn(ScriptedTranscriber):
+    """Every partial ends on ``tail``; the final reads as said."""
+
+    def __init__(self, tail: str) -> None:
+        super().__init__()
+        self.tail = tail
+
+    def transcribe(self, audio, options, *, final=True):
+        text = " some more words" if final else f" some more {self.tail}"
+        return Transcription(segments=(Segment(text=text),), language="en", backend="t")
+
+
+@pytest.mark.parametrize(("tail", "looped"), [("words words", True), ("words", False)])
+def test_a_final_after_a_partial_that_looped_says_so(tail, looped):
+    """The model encodes such a final on Whisper's 30 s at once: on the short window it would
+    end in the same loop and be decoded again."""
+    driver = Driver(energy_session(), PartialsEndOn(tail))
+    driver.feed(pcm16(bursts(300, 2500, 800)), 1600)
+    driver.close()
+    requests = driver.of_type(TranscribeRequest)
+    assert any(r.kind is RequestKind.PARTIAL for r in requests)
+    final = next(r for r in requests if r.kind is RequestKind.FINAL)
+    assert final.options.ends_in_silence
+    assert final.options.partial_looped is looped
+
+
 def hallucination(text: str, **stats) -> Transcription:
     return Transcription(segments=(Segment(text=text, **stats),), language="en", backend="t")
 
