@@ -226,7 +226,11 @@ class LocalModelSettings(_Group):
     compute_type: str = Field(
         default="auto", description="auto, int8, int8_float16, float16, float32, ..."
     )
-    cpu_threads: int = Field(default=0, ge=0, description="CPU threads per model call (0: all)")
+    cpu_threads: int = Field(
+        default=0,
+        ge=0,
+        description="CPU threads per model call (0: the cores shared out among the workers)",
+    )
     beam_size: int = Field(default=5, ge=1, le=10, description="beam size of finals")
     partial_beam_size: int = Field(default=1, ge=1, le=10, description="beam size of partials")
     partial_window_s: float = Field(

@@ -42,10 +42,13 @@ NO_SPEECH_THRESHOLD = 0.6
 FINAL_PROMPT_TRIM_TOKENS = 16
 
 
-def default_cpu_threads() -> int:
-    """Every model call may use every core: alone it runs fastest, and when two run at once
-    the operating system shares the cores between them."""
-    return os.cpu_count() or 1
+def default_cpu_threads(workers: int) -> int:
+    """The cores shared out among the model calls that run at once. Two calls of two threads
+    on two cores contend for them, and even alone a second thread does not pay on this kind of
+    machine: the encoder runs faster on two, but the decoder, a token at a time on small
+    matrices, slower (2 cores, tiny.en final of 8.7 s: 273 ms on one thread, 398 ms on two;
+    base 575 against 655 ms; see benchmarks/RESULTS.md, "Threads per model call")."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 def build(settings: ServerSettings) -> FasterWhisperTranscriber:
@@ -94,7 +97,7 @@ class FasterWhisperTranscriber:
             settings.model,
             device=settings.device,
             compute_type=settings.compute_type,
-            cpu_threads=settings.cpu_threads or default_cpu_threads(),
+            cpu_threads=settings.cpu_threads or default_cpu_threads(workers),
             num_workers=workers,
             final_beam_size=settings.beam_size,
             partial_beam_size=settings.partial_beam_size,

@@ -11,7 +11,6 @@ hands each backend its own group of them.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 from typing import cast
 
@@ -41,9 +40,3 @@ def builder(name: str) -> Builder:
 
 def make_transcriber(settings: ServerSettings) -> AnyTranscriber:
     return builder(settings.backend)(settings)
-
-
-def default_cpu_threads() -> int:
-    """Every model call may use every core: alone it runs fastest, and when two run at once
-    the operating system shares the cores between them."""
-    return os.cpu_count() or 1

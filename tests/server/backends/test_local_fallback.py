@@ -39,3 +39,13 @@ def test_a_final_takes_the_short_window_only_after_a_pause_and_no_loop():
     assert backend._window_s(True, [looped]) is None
     assert backend._window_s(True, [paused, looped]) is None  # one call, one window
     assert backend._window_s(False, [looped]) == 8  # partials keep theirs
+
+
+def test_the_cores_are_shared_out_among_the_workers(monkeypatch):
+    """Calls that run at once never ask for more threads than the machine has cores."""
+    from server.backends import local
+
+    monkeypatch.setattr(local.os, "cpu_count", lambda: 16)
+    assert [local.default_cpu_threads(w) for w in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
+    monkeypatch.setattr(local.os, "cpu_count", lambda: None)
+    assert local.default_cpu_threads(2) == 1
