@@ -44,10 +44,11 @@ FINAL_PROMPT_TRIM_TOKENS = 16
 
 def default_cpu_threads(workers: int) -> int:
     """The cores shared out among the model calls that run at once. Two calls of two threads
-    on two cores contend for them, and even alone a second thread does not pay on this kind of
-    machine: the encoder runs faster on two, but the decoder, a token at a time on small
-    matrices, slower (2 cores, tiny.en final of 8.7 s: 273 ms on one thread, 398 ms on two;
-    base 575 against 655 ms; see benchmarks/RESULTS.md, "Threads per model call")."""
+    on two cores contend for them, and even alone a second thread did not pay: with two
+    CTranslate2 workers the encoder ran no faster on two threads, and the decoder, a token at a
+    time on small matrices, slower (2 cores, median final of English files of 2-9 s: tiny.en
+    152 ms on one thread, 198 ms on two; base 290 against 381 ms; two at once 197 against
+    242 ms and 375 against 412 ms: benchmarks/threads_per_call.py)."""
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
