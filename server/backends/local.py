@@ -47,8 +47,8 @@ def default_cpu_threads(workers: int) -> int:
     on two cores contend for them, and even alone a second thread did not pay: with two
     CTranslate2 workers the encoder ran no faster on two threads, and the decoder, a token at a
     time on small matrices, slower (2 cores, median final of English files of 2-9 s: tiny.en
-    152 ms on one thread, 198 ms on two; base 290 against 381 ms; two at once 197 against
-    242 ms and 375 against 412 ms: benchmarks/threads_per_call.py)."""
+    162 ms on one thread, 190 ms on two; base 308 against 351 ms; two at once 216 against
+    255 ms and 338 against 379 ms: benchmarks/threads_per_call.py, in RESULTS.md)."""
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
