@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         args.model,
         device=args.device,
         compute_type=args.compute_type,
-        cpu_threads=default_cpu_threads(),
+        cpu_threads=default_cpu_threads(1),  # one call at a time: every core
     )
     backend.load()
     figures: dict[str, object] = {"model": args.model, "requests": len(files)}
