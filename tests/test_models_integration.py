@@ -322,11 +322,16 @@ def concurrent_speakers(tiny_server: Any) -> None:
 def test_a_final_that_loops_on_the_short_window_stops_early_and_is_decoded_again():
     """ "here's some more words words words words" (the fast talk, 14.2-22.4 s) makes tiny.en
     loop on the 10 s window with beam 5. The loop stops at the final's token budget (12 a
-    second of audio and 16 more), not at Whisper's 224 tokens, and the final decoded again on
-    30 s reads as said."""
+    second of audio and 16 more), not at Whisper's 224 tokens; decoded again on a window 5 s
+    longer (not Whisper's 30 s), the final reads as said, its repeated words kept."""
     from whisper_normalizer.english import EnglishTextNormalizer
 
-    from server.backends.local import TOKENS_MARGIN, TOKENS_PER_S_AT_MOST, FasterWhisperTranscriber
+    from server.backends.local import (
+        LOOP_RETRY_EXTRA_S,
+        TOKENS_MARGIN,
+        TOKENS_PER_S_AT_MOST,
+        FasterWhisperTranscriber,
+    )
     from server.core.transcription import DecodeOptions
 
     require_model("tiny.en")
@@ -336,27 +341,30 @@ def test_a_final_that_loops_on_the_short_window_stops_early_and_is_decoded_again
     clip = pcm[int(14.22 * 16_000) : int(22.40 * 16_000)].astype(np.float32) / 32768
     budget = TOKENS_MARGIN + int(TOKENS_PER_S_AT_MOST * len(clip) / 16_000)
 
-    decoded: list[tuple[int, int]] = []  # (max_length, tokens) of each decoder call
+    decoded: list[tuple[float, int, int]] = []  # (window s, max_length, tokens) of each call
     model = backend._model
 
-    class CountingDecoder:  # the real model, each call's tokens counted
+    class CountingDecoder:  # the real model, each call's window and tokens counted
         def __init__(self, inner: Any) -> None:
             self.inner = inner
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self.inner, name)
 
-        def generate(self, *args: Any, **kwargs: Any) -> Any:
-            results = self.inner.generate(*args, **kwargs)
-            decoded.append((kwargs["max_length"], len(results[0].sequences_ids[0])))
+        def generate(self, encoded: Any, *args: Any, **kwargs: Any) -> Any:
+            results = self.inner.generate(encoded, *args, **kwargs)
+            window_s = encoded.shape[1] / 50  # the encoder's 50 positions a second
+            tokens = len(results[0].sequences_ids[0])
+            decoded.append((window_s, kwargs["max_length"], tokens))
             return results
 
     model.model = CountingDecoder(model.model)
     answer = backend.transcribe(clip, DecodeOptions(language="en", ends_in_silence=True))
 
-    first_max_length, first_tokens = decoded[0]
+    (first_window, first_max_length, first_tokens), *again = decoded
+    assert first_window == 10
     assert first_tokens == budget <= first_max_length // 2, decoded  # the loop, cut short
-    assert len(decoded) >= 2  # then Whisper's own path
+    assert [window for window, _, _ in again] == [10 + LOOP_RETRY_EXTRA_S], decoded
     words = EnglishTextNormalizer()(answer.text).split()
     assert words[:6] == ["we", "are", "just", "saying", "some", "words"], answer.text
     assert 4 <= words.count("words") <= 8, answer.text  # "some words", then 3-4 said, no loop

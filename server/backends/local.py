@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import math
 import os
@@ -40,6 +41,19 @@ LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 # A final in a batch loses at most this many of its oldest carried-prompt tokens.
 FINAL_PROMPT_TRIM_TOKENS = 16
+# A final that loops on the short window is decoded again on one this much longer: with more
+# quiet after its audio Whisper stopped looping. On "here's some more words, words, words,
+# words" (the fast talk, 8.2 s) both models ran to their token budget on 10 s; base said it as
+# said from 11 s on, tiny.en from 18 s on (on 15 s it still looped). On 20 s the final cost
+# base 600 ms and tiny.en 320 ms against 1142 and 605 ms on Whisper's 30 s path (one thread).
+LOOP_RETRY_EXTRA_S = 10.0
+
+
+class _Retry(enum.Enum):
+    """Why a final answered on a short window is decoded again, which decides where."""
+
+    LOOPED = "looped"  # ran to its token budget or ended on a phrase said twice: a longer window
+    UNSURE = "unsure"  # failed Whisper's thresholds: its 30 s path with the temperature fallback
 
 
 def default_cpu_threads(workers: int) -> int:
@@ -206,15 +220,40 @@ class FasterWhisperTranscriber:
             raise BackendError(f"faster-whisper failed on a batch: {exc}") from exc
         return [
             answer
-            if answer is not None
-            else self._transcribe_padded(audio, options, final=True)  # the fallback, alone
+            if isinstance(answer, Transcription)
+            else self._final_again(audio, options, answer, window_s)  # alone
             for (audio, options), answer in zip(items, answers, strict=True)
         ]
+
+    def _final_again(
+        self, audio: Samples, options: DecodeOptions, why: _Retry, window_s: float | None
+    ) -> Transcription:
+        """A final the first window could not settle. One that looped on a short window gets
+        a window ``LOOP_RETRY_EXTRA_S`` longer, where only its token budget and Whisper's
+        thresholds judge it: the phrase said twice that sent it here may be speech ("words,
+        words, words", "ha ha", "one zero zero zero one"), and a Whisper loop runs on to the
+        budget. Whatever is still unsettled takes Whisper's 30 s path and its fallback."""
+        if why is _Retry.LOOPED and window_s is not None and self._batched is not None:
+            longer_s = self._batched.window_s(audio, window_s) + LOOP_RETRY_EXTRA_S
+            try:
+                answer = self._batched.transcribe(
+                    [(audio, options)],
+                    beam_size=self.final_beam_size,
+                    final=True,
+                    window_s=longer_s,
+                    loops_by_text=False,
+                )[0]
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise BackendError(f"faster-whisper failed: {exc}") from exc
+            if isinstance(answer, Transcription):
+                return answer
+        return self._transcribe_padded(audio, options, final=True)
 
     def _window_s(self, final: bool, options: Sequence[DecodeOptions]) -> float | None:
         """The encoder window of a call (``None``: Whisper's 30 s). Finals get the short one
         only when every one of them ends in a pause (at forced cuts it lost words) and no
-        partial of theirs just looped (the final would too, and be decoded again)."""
+        partial of theirs just looped (the final would too; one alone goes straight to the
+        longer window of ``_final_again``)."""
         if not final:
             return self.partial_window_s or None
         if all(o.ends_in_silence and not o.partial_looped for o in options):
@@ -232,7 +271,11 @@ class FasterWhisperTranscriber:
         if self._model is None:
             raise BackendError("the model is not loaded yet")
         window_s = self._window_s(final, [options])
-        if window_s and on_segment is None and self.batch_key(audio, options) is not None:
+        short_window = on_segment is None and self.batch_key(audio, options) is not None
+        looped = final and options.ends_in_silence and options.partial_looped
+        if short_window and looped and self.final_window_s:
+            return self._final_again(audio, options, _Retry.LOOPED, self.final_window_s)
+        if window_s and short_window:
             # Through the encoder and decoder directly, on a short window: what faster-whisper's
             # transcribe() would spend padding the audio to 30 s is most of its cost (a final
             # 2.2-2.5 times cheaper: benchmarks/final_window.py).
@@ -343,10 +386,13 @@ class _BatchedDecoder:
         beam_size: int,
         final: bool,
         window_s: float | None = None,
-    ) -> list[Transcription | None]:
-        """Answers in the order of ``items``; ``None`` for a final that needs the fallback.
+        loops_by_text: bool = True,
+    ) -> list[Transcription | _Retry]:
+        """Answers in the order of ``items``; for a final that must be decoded again, why.
         ``window_s``: encode that many seconds (at least each item and a second more), not
-        Whisper's 30 s (``benchmarks/partial_window.py``: partials 3-4 times cheaper)."""
+        Whisper's 30 s (``benchmarks/partial_window.py``: partials 3-4 times cheaper).
+        ``loops_by_text``: a final on a short window that ends on a phrase said twice counts as
+        a loop (only its token budget says so otherwise)."""
         started = time.perf_counter()
         model = self._model
         frames = self._frames(items, window_s)
@@ -389,7 +435,7 @@ class _BatchedDecoder:
             suppress_tokens=[-1],
         )
         inference_ms = (time.perf_counter() - started) * 1000 / len(items)
-        answers: list[Transcription | None] = []
+        answers: list[Transcription | _Retry] = []
         for (audio, _), (language, probability), tokenizer, result in zip(
             items, languages, tokenizers, results, strict=True
         ):
@@ -404,11 +450,15 @@ class _BatchedDecoder:
                 compression_ratio=self._compression_ratio(text.strip()),
                 tokens=tuple(tokens),
             )
-            # A final that used its whole budget was cut short or looped: decoded again.
+            # A final that used its whole budget was cut short or looped.
             cut_short = final_tokens_at_most is not None and len(tokens) >= final_tokens_at_most
-            retry = final and (cut_short or _decode_again(segment, window_s))
-            answers.append(None if retry else _answer(segment, language, probability, inference_ms))
+            retry = _retry(segment, window_s, cut_short, loops_by_text) if final else None
+            answers.append(retry or _answer(segment, language, probability, inference_ms))
         return answers
+
+    def window_s(self, audio: Samples, window_s: float | None) -> float:
+        """The seconds the encoder sees for ``audio`` on a ``window_s`` window."""
+        return self._frames([(audio, DecodeOptions())], window_s) / FRAMES_PER_SECOND
 
     def _max_length(
         self,
@@ -518,22 +568,33 @@ def _answer(
     )
 
 
-def _decode_again(segment: Segment, window_s: float | None) -> bool:
-    """Whether a final answered here is decoded again on faster-whisper's 30 s path: it fails
-    Whisper's thresholds, or (on a short window, where Whisper sometimes loops to the end:
-    "Cares. Cares") it ends on a phrase said twice, which now and then was said."""
-    again = _needs_fallback(segment) or bool(window_s and ends_in_a_loop(segment.text))
-    if again:  # figures only: the text stays out of the logs
+def _retry(
+    segment: Segment, window_s: float | None, cut_short: bool, loops_by_text: bool
+) -> _Retry | None:
+    """Whether, and why, a final answered here is decoded again: it used its whole token
+    budget, it fails Whisper's thresholds, or (on a short window, where Whisper sometimes
+    loops to the end: "Cares. Cares") it ends on a phrase said twice, which now and then was
+    said."""
+    retry = None
+    if cut_short:
+        retry = _Retry.LOOPED
+    elif _needs_fallback(segment):
+        retry = _Retry.UNSURE
+    elif window_s and loops_by_text and ends_in_a_loop(segment.text):
+        retry = _Retry.LOOPED
+    if retry is not None:  # figures only: the text stays out of the logs
         log.debug(
-            "final of %.1f s decoded again (window %s s, avg_logprob %.2f, compression %.2f, "
-            "no_speech %.2f)",
+            "final of %.1f s decoded again, %s (window %s s, %d tokens, avg_logprob %.2f, "
+            "compression %.2f, no_speech %.2f)",
             segment.end_s,
+            retry.value,
             window_s or 30,
+            len(segment.tokens),
             segment.avg_logprob,
             segment.compression_ratio,
             segment.no_speech_prob,
         )
-    return again
+    return retry
 
 
 def _needs_fallback(segment: Segment) -> bool:
