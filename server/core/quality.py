@@ -9,7 +9,7 @@ window holds no speech, the average token log-probability, and how well the text
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from server.core.transcription import Segment, Transcription, Word, join_segment_texts
 
@@ -34,11 +34,23 @@ KNOWN_HALLUCINATIONS = frozenset(
 @dataclass(frozen=True, slots=True)
 class QualityThresholds:
     no_speech_prob: float = 0.6
+    # A segment the model calls silence is dropped when it is also less sure than this (Whisper
+    # drops it only under ``min_avg_logprob``; a final is immutable, so it is stricter here).
+    no_speech_avg_logprob: float = -0.5
     min_avg_logprob: float = -1.0
     max_compression_ratio: float = 2.4
     # Below this confidence a known hallucination phrase is dropped even with speech detected.
     suspicious_avg_logprob: float = -0.5
     suspicious_no_speech_prob: float = 0.2
+
+    def for_partials(self) -> QualityThresholds:
+        """A partial's thresholds: Whisper's own no-speech rule. The VAD has heard speech, and
+        the first partials hold a few hundred ms of it in a window of silence, which the model
+        calls silence: tiny.en wrote "8", "1", "in", "Go for" with a no-speech probability of
+        0.6-0.85 at log probabilities of -0.7 to -1.0, and the stricter rule kept those words
+        back 0.1-0.4 s (benchmarks/first_words.py). A wrong partial is replaced a moment
+        later; only words two partials agree on become stable."""
+        return replace(self, no_speech_avg_logprob=self.min_avg_logprob)
 
 
 def _normalized(text: str) -> str:
@@ -59,7 +71,10 @@ def segment_problem(
     when given three names (no-speech probability 0.39, which the other rules let through)."""
     if segment.compression_ratio > thresholds.max_compression_ratio:
         return "repetition"
-    if segment.no_speech_prob > thresholds.no_speech_prob and segment.avg_logprob < -0.5:
+    if (
+        segment.no_speech_prob > thresholds.no_speech_prob
+        and segment.avg_logprob < thresholds.no_speech_avg_logprob
+    ):
         return "no_speech"
     if segment.avg_logprob < thresholds.min_avg_logprob:
         return "low_confidence"

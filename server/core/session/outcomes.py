@@ -162,9 +162,11 @@ def apply_partial(
     if request.request_id <= utterance.applied_partial_id or not utterance.open:
         return []
     utterance.applied_partial_id = request.request_id
-    text, _ = filter_transcription(answer, thresholds, request.options.hotwords)
+    text, _ = filter_transcription(answer, thresholds.for_partials(), request.options.hotwords)
     utterance.partial_looped = ends_in_a_loop(text)
     text = cut_repetition_loop(text)
+    if not any(character.isalnum() for character in text):
+        text = ""  # "." or "...": nothing to show, and not yet the first words
     agreement = utterance.agreement
     hear = agreement.receive_settled_hypothesis if settled else agreement.receive_hypothesis
     stable, unstable = hear(text)
