@@ -308,8 +308,8 @@ class PartialsEndOn(ScriptedTranscriber):
 
 @pytest.mark.parametrize(("tail", "looped"), [("words words", True), ("words", False)])
 def test_a_final_after_a_partial_that_looped_says_so(tail, looped):
-    """The model encodes such a final on Whisper's 30 s at once: on the short window it would
-    end in the same loop and be decoded again."""
+    """The model encodes such a final on its longer window at once: on the short window it
+    would end in the same loop and be decoded again."""
     driver = Driver(energy_session(), PartialsEndOn(tail))
     driver.feed(pcm16(bursts(300, 2500, 800)), 1600)
     driver.close()
@@ -341,6 +341,34 @@ def test_no_speech_output_is_dropped_and_not_carried_into_the_prompt():
     assert [f.text for f in finals] == ["", ""]
     assert finals[0].dropped == "no_speech"
     assert finals[1].prompt == ""
+    assert not driver.of_type(PartialText)
+
+
+class HeardButCalledSilence(ScriptedTranscriber):
+    """Answers as Whisper does early in an utterance: the word is there, but with a few hundred
+    ms of speech in the window the model calls the window silence."""
+
+    def __init__(self, partial_text: str) -> None:
+        super().__init__()
+        self.partial_text = partial_text
+
+    def transcribe(self, audio, options, *, final=True):
+        text = " Eight of spades." if final else self.partial_text
+        return hallucination(text, no_speech_prob=0.72, avg_logprob=-0.8)
+
+
+def test_a_partial_the_model_calls_silence_still_shows_the_words_it_heard():
+    """Whisper's own no-speech rule for partials: silence only when the words are also unsure
+    (log probability under -1.0). A final with the same figures is dropped: it stays."""
+    driver = Driver(energy_session(), HeardButCalledSilence(" Eight"))
+    driver.feed(TWO_UTTERANCES, 3200)
+    assert [p.text for p in driver.of_type(PartialText)][:1] == ["Eight"]
+    assert [f.dropped for f in driver.of_type(FinalText)] == ["no_speech", "no_speech"]
+
+
+def test_a_partial_of_punctuation_alone_shows_nothing():
+    driver = Driver(energy_session(), HeardButCalledSilence(" ..."))
+    driver.feed(TWO_UTTERANCES, 3200)
     assert not driver.of_type(PartialText)
 
 

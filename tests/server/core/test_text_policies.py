@@ -148,6 +148,15 @@ def test_filter_keeps_confident_speech_and_names_what_it_drops():
     )
 
 
+def test_partials_take_whispers_own_no_speech_rule_and_finals_a_stricter_one():
+    heard = stats(" Go for", no_speech_prob=0.7, avg_logprob=-0.7)
+    unsure = stats(" Okay.", no_speech_prob=0.7, avg_logprob=-1.1)
+    thresholds = QualityThresholds()
+    assert filter_transcription(heard, thresholds) == ("", "no_speech")
+    assert filter_transcription(heard, thresholds.for_partials()) == ("Go for", None)
+    assert filter_transcription(unsure, thresholds.for_partials())[0] == ""
+
+
 def test_a_partial_that_starts_looping_is_cut_after_the_phrase_once():
     assert cut_repetition_loop("Montreal Montreal Montreal... forced") == "Montreal"
     assert cut_repetition_loop("and then a b a b a b a") == "and then a b"
