@@ -128,10 +128,22 @@ class LocalAgreement:
         self._previous_settled = bool(self._previous)
 
     def finalize(self, text: str) -> str:
-        """The final text: the stable words as shown, then the final hypothesis's remainder."""
-        return " ".join(
-            [*self.stable_words, *continuation_after(self.stable_words, words_of(text))]
-        )
+        """The final text: the stable words as shown, then the final hypothesis's remainder.
+
+        A last stable word the final hears as the start of a longer word is completed in
+        place, so the final still begins with the stable text: tiny.en's partials agreed on
+        "1," while the speaker said "one zero zero zero one", its final wrote "1,0001.", and
+        without this the final was "1," (the word aligned to the stable one, nothing after it).
+        """
+        hypothesis = words_of(text)
+        rest = continuation_after(self.stable_words, hypothesis)
+        words = list(self.stable_words)
+        aligned = len(hypothesis) - len(rest)
+        if words and aligned:
+            last, heard = words[-1], hypothesis[aligned - 1]
+            if heard.startswith(last) and comparable(heard) != comparable(last):
+                words[-1] = heard
+        return " ".join([*words, *rest])
 
     def _receive(self, text: str, *, settled: bool) -> tuple[str, str]:
         if not words_of(text):

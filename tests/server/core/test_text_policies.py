@@ -96,6 +96,18 @@ def test_a_changed_stable_word_costs_that_word_not_the_words_after_it():
     assert continuation_after(["one", "two"], ["one", "three", "four"]) == ["four"]
 
 
+def test_a_final_completes_a_stable_word_it_hears_as_the_start_of_a_longer_one():
+    agreement = LocalAgreement()
+    for _ in range(3):
+        agreement.receive_hypothesis("1, 0")
+    assert agreement.stable_text == "1,"
+    final = agreement.finalize("1,0001. 90210.")
+    assert final == "1,0001. 90210." and final.startswith(agreement.stable_text)
+    # A word that only looks alike, or the same word with other punctuation, stays as shown.
+    assert agreement.finalize("10001 90210") == "1, 90210"
+    assert agreement.finalize("1. 0.") == "1, 0."
+
+
 def test_continuation_when_nothing_matches_keeps_words_beyond_the_stable_length():
     assert continuation_after(["x", "y"], ["a", "b", "c"]) == ["c"]
 
