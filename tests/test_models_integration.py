@@ -322,7 +322,7 @@ def concurrent_speakers(tiny_server: Any) -> None:
 def test_a_final_that_loops_on_the_short_window_stops_early_and_is_decoded_again():
     """ "here's some more words words words words" (the fast talk, 14.2-22.4 s) makes tiny.en
     loop on the 10 s window with beam 5. The loop stops at the final's token budget (12 a
-    second of audio and 16 more), not at Whisper's 224 tokens; decoded again on a window 5 s
+    second of audio and 16 more), not at Whisper's 224 tokens; decoded again on a window 10 s
     longer (not Whisper's 30 s), the final reads as said, its repeated words kept."""
     from whisper_normalizer.english import EnglishTextNormalizer
 

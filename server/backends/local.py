@@ -395,7 +395,7 @@ class _BatchedDecoder:
         a loop (only its token budget says so otherwise)."""
         started = time.perf_counter()
         model = self._model
-        frames = self._frames(items, window_s)
+        frames = self._frames(max(len(audio) for audio, _ in items), window_s)
         features = np.stack(
             [
                 self._pad_or_trim(model.feature_extractor(audio)[..., :-1], frames)
@@ -452,13 +452,15 @@ class _BatchedDecoder:
             )
             # A final that used its whole budget was cut short or looped.
             cut_short = final_tokens_at_most is not None and len(tokens) >= final_tokens_at_most
-            retry = _retry(segment, window_s, cut_short, loops_by_text) if final else None
+            retry = None
+            if final:
+                retry = _why_decode_again(segment, window_s, cut_short, loops_by_text)
             answers.append(retry or _answer(segment, language, probability, inference_ms))
         return answers
 
     def window_s(self, audio: Samples, window_s: float | None) -> float:
         """The seconds the encoder sees for ``audio`` on a ``window_s`` window."""
-        return self._frames([(audio, DecodeOptions())], window_s) / FRAMES_PER_SECOND
+        return self._frames(len(audio), window_s) / FRAMES_PER_SECOND
 
     def _max_length(
         self,
@@ -490,12 +492,11 @@ class _BatchedDecoder:
         # the budget, not the halving, is what stops a final.
         return min(limit, max(longest_prompt + budget, 2 * budget)), budget
 
-    def _frames(
-        self, items: Sequence[tuple[Samples, DecodeOptions]], window_s: float | None
-    ) -> int:
+    def _frames(self, longest_samples: int, window_s: float | None) -> int:
+        """Mel frames for a call whose longest audio has ``longest_samples``."""
         if window_s is None:
             return int(self.window_frames)
-        longest_s = max(len(audio) for audio, _ in items) / STREAM_RATE_HZ
+        longest_s = longest_samples / STREAM_RATE_HZ
         frames = math.ceil(max(window_s, longest_s + 1.0) * FRAMES_PER_SECOND)
         return min(frames, int(self.window_frames))
 
@@ -568,7 +569,7 @@ def _answer(
     )
 
 
-def _retry(
+def _why_decode_again(
     segment: Segment, window_s: float | None, cut_short: bool, loops_by_text: bool
 ) -> _Retry | None:
     """Whether, and why, a final answered here is decoded again: it used its whole token

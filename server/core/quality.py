@@ -49,7 +49,7 @@ class QualityThresholds:
         calls silence: tiny.en wrote "8", "1", "in", "Go for" with a no-speech probability of
         0.6-0.85 at log probabilities of -0.7 to -1.0, and the stricter rule kept those words
         back 0.1-0.4 s (benchmarks/first_words.py). A wrong partial is replaced a moment
-        later; only words two partials agree on become stable."""
+        later; only words later partials agree on become stable."""
         return replace(self, no_speech_avg_logprob=self.min_avg_logprob)
 
 

@@ -10,7 +10,7 @@ from server.backends.local import (
     FasterWhisperTranscriber,
     _needs_fallback,
     _Retry,
-    _retry,
+    _why_decode_again,
 )
 from server.core.transcription import DecodeOptions, Segment, Transcription
 
@@ -61,14 +61,15 @@ def test_the_cores_are_shared_out_among_the_workers(monkeypatch):
 
 def test_why_a_final_is_decoded_again():
     plain, twice = segment(), segment(text=" some words, words")
-    assert _retry(plain, 10.0, cut_short=False, loops_by_text=True) is None
-    assert _retry(plain, 10.0, cut_short=True, loops_by_text=True) is _Retry.LOOPED
-    assert _retry(segment(avg_logprob=-1.4), 10.0, False, True) is _Retry.UNSURE
-    assert _retry(twice, 10.0, cut_short=False, loops_by_text=True) is _Retry.LOOPED
+    assert _why_decode_again(plain, 10.0, cut_short=False, loops_by_text=True) is None
+    assert _why_decode_again(plain, 10.0, cut_short=True, loops_by_text=True) is _Retry.LOOPED
+    assert _why_decode_again(segment(avg_logprob=-1.4), 10.0, False, True) is _Retry.UNSURE
+    assert _why_decode_again(twice, 10.0, cut_short=False, loops_by_text=True) is _Retry.LOOPED
     # On the longer window a phrase said twice is taken as said; the budget still judges.
-    assert _retry(twice, 15.0, cut_short=False, loops_by_text=False) is None
-    assert _retry(twice, 15.0, cut_short=True, loops_by_text=False) is _Retry.LOOPED
-    assert _retry(twice, None, cut_short=False, loops_by_text=True) is None  # Whisper's 30 s
+    assert _why_decode_again(twice, 15.0, cut_short=False, loops_by_text=False) is None
+    assert _why_decode_again(twice, 15.0, cut_short=True, loops_by_text=False) is _Retry.LOOPED
+    # On Whisper's 30 s the text is not judged for loops at all.
+    assert _why_decode_again(twice, None, cut_short=False, loops_by_text=True) is None
 
 
 class ScriptedDecoder:
