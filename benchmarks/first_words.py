@@ -8,6 +8,10 @@ partial with text ended, counted from the speech onset webrtcvad finds in the fi
 many partials it took. That is the floor of "onset to first partial" at any decode speed; the
 decode time of that partial, timed here on its own, comes on top in a live session.
 
+Each file is measured twice: in a fresh session, and in one that has already finalised the
+previous file's words (its reference, carried as the prompt), as every utterance but the
+first of a live session has.
+
 Usage: python benchmarks/first_words.py [--models tiny.en,base] [--record]
 JSON: benchmarks/results/first_words/<date>-<commit>.json
 """
@@ -42,11 +46,15 @@ from server.settings import ServerSettings  # noqa: E402
 CHUNK_BYTES = 640  # 20 ms messages
 
 
-def first_words(transcriber: Any, audio: np.ndarray, onset: int) -> dict[str, Any] | None:
+def first_words(
+    transcriber: Any, audio: np.ndarray, onset: int, earlier_final: str = ""
+) -> dict[str, Any] | None:
     """Stream ``audio`` through a session answering each request at once, until a partial
-    shows text; ``None`` when none did."""
+    shows text; ``None`` when none did. ``earlier_final``: text the session finalised before."""
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     session = Session("first-words", SessionOptions(language="en"))
+    if earlier_final:
+        session.prompt.receive_final(earlier_final, "en")
     partials: list[TranscribeRequest] = []
     for offset in range(0, len(pcm), CHUNK_BYTES):
         pending = list(session.receive_audio(pcm[offset : offset + CHUNK_BYTES]))
@@ -76,13 +84,23 @@ def first_words(transcriber: Any, audio: np.ndarray, onset: int) -> dict[str, An
 def measure(model: str) -> dict[str, Any]:
     transcriber = build(ServerSettings(model=model, compute_type="int8"))
     transcriber.load()
-    rows = []
-    for clip in english_clips():
-        lead = np.zeros(RATE_HZ, np.float32)
-        audio = np.concatenate([lead, clip.audio, np.zeros(RATE_HZ, np.float32)])
-        row = first_words(transcriber, audio, len(lead) + int(clip.pieces[0][0] * RATE_HZ))
-        if row is not None:
-            rows.append(row)
+    clips = english_clips()
+    figures = summarise([first_words_of(transcriber, clip) for clip in clips])
+    figures["after_a_final"] = summarise(
+        [first_words_of(transcriber, clip, clips[i - 1].reference) for i, clip in enumerate(clips)]
+    )
+    return figures
+
+
+def first_words_of(transcriber: Any, clip: Any, earlier_final: str = "") -> dict[str, Any] | None:
+    lead = np.zeros(RATE_HZ, np.float32)
+    audio = np.concatenate([lead, clip.audio, np.zeros(RATE_HZ, np.float32)])
+    onset = len(lead) + int(clip.pieces[0][0] * RATE_HZ)
+    return first_words(transcriber, audio, onset, earlier_final)
+
+
+def summarise(measured: list[dict[str, Any] | None]) -> dict[str, Any]:
+    rows = [row for row in measured if row is not None]
     speech = [row["speech_s"] for row in rows]
     decode = [row["decode_s"] for row in rows]
     return {
@@ -103,24 +121,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help="append to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     body: dict[str, Any] = {model: measure(model) for model in args.models.split(",")}
-    print(json.dumps({m: {k: v for k, v in b.items() if k != "rows"} for m, b in body.items()}))
+    for model, fresh in body.items():
+        for session, figures in (("fresh", fresh), ("after a final", fresh["after_a_final"])):
+            shown = {k: v for k, v in figures.items() if k not in ("rows", "after_a_final")}
+            print(json.dumps({"model": model, "session": session, **shown}))
     if args.record:
         json_path, commit, machine = save_json("first_words", body)
         lines = [
             f"\n## First words without a clock ({date.today()})\n",
             f"Machine: {machine}. Commit: {commit}. Command: `python benchmarks/first_words.py "
             f"--models {args.models} --record`. JSON: `{json_path.relative_to(ROOT)}`.\n",
-            "| model | utterances | speech before the first partial with text p50 / p95 | "
-            "first request p50 | partials p50 | first partial had text | its decode p50 |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| model | session | utterances | speech before the first partial with text p50 / "
+            "p95 | first request p50 | partials p50 | first partial had text | its decode p50 |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
-        for model, figures in body.items():
-            lines.append(
-                f"| {model} | {figures['utterances']} | {figures['speech_s_p50']:.2f} / "
-                f"{figures['speech_s_p95']:.2f} s | {figures['first_request_s_p50']:.2f} s | "
-                f"{figures['partials_p50']:g} | {figures['one_partial_enough']} | "
-                f"{figures['decode_s_p50']:.3f} s |"
-            )
+        for model, fresh in body.items():
+            for session, figures in (("fresh", fresh), ("after a final", fresh["after_a_final"])):
+                lines.append(
+                    f"| {model} | {session} | {figures['utterances']} | "
+                    f"{figures['speech_s_p50']:.2f} / {figures['speech_s_p95']:.2f} s | "
+                    f"{figures['first_request_s_p50']:.2f} s | {figures['partials_p50']:g} | "
+                    f"{figures['one_partial_enough']} | {figures['decode_s_p50']:.3f} s |"
+                )
         append_results(lines)
     return 0
 
