@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from agreement_replay import answered_at_once  # noqa: E402
 from load import RATE_HZ, english_clips, percentile  # noqa: E402
 from recording import append_results, save_json  # noqa: E402
 
@@ -74,8 +75,10 @@ def first_words(
             if isinstance(event, TranscribeRequest):
                 if event.kind is RequestKind.PARTIAL:
                     partials.append(event)
-                answer = transcriber.transcribe(
-                    event.audio, event.options, final=event.kind is RequestKind.FINAL
+                answer = answered_at_once(
+                    transcriber.transcribe(
+                        event.audio, event.options, final=event.kind is RequestKind.FINAL
+                    )
                 )
                 pending += session.receive_transcription(event, answer)
     return None
