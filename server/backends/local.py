@@ -86,6 +86,7 @@ class FasterWhisperTranscriber:
         partial_beam_size: int = 1,
         partial_window_s: float = 10.0,
         final_window_s: float = 10.0,
+        first_words_prompt: str = "auto",
         cache_dir: Path | None = None,
     ) -> None:
         self.model_name = model
@@ -101,6 +102,11 @@ class FasterWhisperTranscriber:
         self.cache_dir = cache_dir
         bundled = BUNDLED_MODELS.get(model)
         self.multilingual = bundled.multilingual if bundled else not model.endswith(".en")
+        self.first_words_carry_prompt = (
+            first_words_prompt == "carried"
+            if first_words_prompt != "auto"
+            else (bundled.first_words_carry_prompt if bundled else True)
+        )
         self._model: Any = None
         self._batched: _BatchedDecoder | None = None
 
@@ -118,6 +124,7 @@ class FasterWhisperTranscriber:
             partial_beam_size=settings.partial_beam_size,
             partial_window_s=settings.partial_window_s,
             final_window_s=settings.final_window_s,
+            first_words_prompt=settings.first_words_prompt,
             cache_dir=settings.cache_dir,
         )
 
@@ -185,6 +192,16 @@ class FasterWhisperTranscriber:
         without (benchmarks/RESULTS.md)."""
         return 4 if self._model is not None and self._model.model.device == "cuda" else 1
 
+    def as_decoded(self, options: DecodeOptions) -> DecodeOptions:
+        """``options`` as this model decodes them: an utterance's first partials without the
+        previous finals where the model's first words come sooner so (``BundledModel``)."""
+        if options.first_words and not self.first_words_carry_prompt:
+            prompt = options.prompt.strip()
+            carried_chars = min(max(options.carried_prompt_chars, 0), len(prompt))
+            client_prompt = prompt[: len(prompt) - carried_chars].strip()
+            return dataclasses.replace(options, prompt=client_prompt, carried_prompt_chars=0)
+        return options
+
     def batch_key(self, audio: Samples, options: DecodeOptions, *, final: bool = False) -> object:
         """Requests with equal keys can share one model call (``None``: this one runs alone).
 
@@ -192,6 +209,7 @@ class FasterWhisperTranscriber:
         timestamps, batches; and only with requests of the same kind and task whose prompts
         line up (see ``_BatchedDecoder``).
         """
+        options = self.as_decoded(options)
         if (
             self._batched is None
             or len(audio) >= self._batched.window_samples
@@ -210,6 +228,7 @@ class FasterWhisperTranscriber:
         thresholds being decoded again alone."""
         if self._batched is None:
             raise BackendError("the model is not loaded yet")
+        items = [(audio, self.as_decoded(options)) for audio, options in items]
         beam_size = self.final_beam_size if final else self.partial_beam_size
         window_s = self._window_s(final, [options for _, options in items])
         try:
@@ -270,6 +289,7 @@ class FasterWhisperTranscriber:
     ) -> Transcription:
         if self._model is None:
             raise BackendError("the model is not loaded yet")
+        options = self.as_decoded(options)
         window_s = self._window_s(final, [options])
         short_window = on_segment is None and self.batch_key(audio, options) is not None
         looped = final and options.ends_in_silence and options.partial_looped

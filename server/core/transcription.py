@@ -55,6 +55,10 @@ class DecodeOptions:
     # window the final would end so too and be decoded again on 30 s ("words words words" of
     # the fast talk: 1.9 s on base), so it takes 30 s at once.
     partial_looped: bool = False
+    # A partial of an utterance that shows no text yet. Given the previous finals as its
+    # prompt, tiny.en calls a few hundred ms of new speech silence more often, so a local
+    # model may leave the carried text out of these (``first_words_prompt``).
+    first_words: bool = False
 
 
 @dataclass(frozen=True, slots=True, eq=False)

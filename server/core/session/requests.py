@@ -27,17 +27,10 @@ class RequestMaker:
         self._request_ids = request_ids
 
     def partial(self, utterance: Utterance, end: int, settled: bool = False) -> TranscribeRequest:
-        """``settled``: its audio ends in a pause (the utterance remembers which are).
-
-        Until the utterance shows text, its partials carry only the client's own prompt, not
-        the previous finals: given earlier text, Whisper calls a few hundred ms of new speech
-        silence more often (tiny.en needed 0.50 s of speech for its first words with the
-        carried text, 0.41 s without, first words as often right; benchmarks/RESULTS.md)."""
+        """``settled``: its audio ends in a pause (the utterance remembers which are)."""
         request = self._request(utterance, RequestKind.PARTIAL, end, None)
-        if utterance.last_partial is None:
-            options = dataclasses.replace(
-                request.options, prompt=self.prompt.static_prompt, carried_prompt_chars=0
-            )
+        if utterance.last_partial is None:  # the utterance shows no text yet
+            options = dataclasses.replace(request.options, first_words=True)
             request = dataclasses.replace(request, options=options)
         utterance.latest_partial_id = request.request_id
         utterance.latest_partial_end = end

@@ -4,6 +4,7 @@ and the encoder window each final gets."""
 import dataclasses
 
 import numpy as np
+import pytest
 
 from server.backends.local import (
     LOOP_RETRY_EXTRA_S,
@@ -140,3 +141,40 @@ def test_a_final_whose_partial_looped_starts_on_the_longer_window(monkeypatch):
     # Cut while the speaker talked: Whisper's 30 s, as every such final.
     backend.transcribe(AUDIO, dataclasses.replace(looped, ends_in_silence=False))
     assert padded == [True]
+
+
+def test_first_words_leave_the_carried_prompt_out_where_the_model_says_so():
+    """tiny.en's first partials decode without the previous finals (its first words came
+    sooner so); base keeps them; the flag overrides; the client's prompt always stays."""
+    carried = "and the earlier finals."
+    first = DecodeOptions(
+        prompt=f"Glossary: Quilter. {carried}", carried_prompt_chars=len(carried), first_words=True
+    )
+    later = dataclasses.replace(first, first_words=False)
+    tiny, base = FasterWhisperTranscriber("tiny.en"), FasterWhisperTranscriber("base")
+    assert tiny.as_decoded(first).prompt == "Glossary: Quilter."
+    assert tiny.as_decoded(first).carried_prompt_chars == 0
+    assert tiny.as_decoded(later) == later
+    assert base.as_decoded(first) == first
+    assert FasterWhisperTranscriber("base", first_words_prompt="client").as_decoded(
+        first
+    ).prompt == ("Glossary: Quilter.")
+    assert (
+        FasterWhisperTranscriber("tiny.en", first_words_prompt="carried").as_decoded(first) == first
+    )
+    assert FasterWhisperTranscriber("/models/mine").as_decoded(first) == first  # unmeasured
+
+
+def test_the_first_words_prompt_comes_from_the_settings():
+    from pydantic import ValidationError
+
+    from server.backends.local import build
+    from server.settings import ServerSettings
+
+    assert not build(ServerSettings(model="tiny.en")).first_words_carry_prompt
+    assert build(ServerSettings(model="base")).first_words_carry_prompt
+    assert build(
+        ServerSettings(model="tiny.en", first_words_prompt="carried")
+    ).first_words_carry_prompt
+    with pytest.raises(ValidationError):
+        ServerSettings(first_words_prompt="none")

@@ -69,17 +69,17 @@ def test_each_request_carries_the_previous_finals_as_prompt():
     assert finals[0].prompt == "Glossary: Quilter."
     assert finals[1].prompt == "Glossary: Quilter. Mr. Quilter spoke"
     second_requests = [e for e in driver.of_type(TranscribeRequest) if e.utterance_id == 2]
+    assert all(r.options.prompt.endswith("Mr. Quilter spoke") for r in second_requests)
+    # The partials before the utterance shows text are marked: a local model may leave the
+    # carried text out of those (first words come sooner on tiny.en).
     first_text = next(e for e in driver.of_type(PartialText) if e.utterance_id == 2)
-    before_text = [
-        r for r in second_requests if driver.events.index(r) < driver.events.index(first_text)
-    ]
-    after_text = [r for r in second_requests if r not in before_text]
-    # Until the utterance shows text its partials carry only the client's prompt (first words
-    # come sooner without the previous finals); every later request carries them.
-    assert before_text and all(r.kind is RequestKind.PARTIAL for r in before_text)
-    assert all(r.options.prompt == "Glossary: Quilter." for r in before_text)
-    assert all(r.options.carried_prompt_chars == 0 for r in before_text)
-    assert after_text and all(r.options.prompt.endswith("Mr. Quilter spoke") for r in after_text)
+    shown_at = driver.events.index(first_text)
+    marked = [r for r in second_requests if r.options.first_words]
+    assert marked and all(r.kind is RequestKind.PARTIAL for r in marked)
+    assert all(driver.events.index(r) < shown_at for r in marked)
+    assert all(
+        not r.options.first_words for r in second_requests if driver.events.index(r) > shown_at
+    )
 
 
 def test_final_request_is_speculative_and_cancelled_when_speech_resumes():
