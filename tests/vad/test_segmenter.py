@@ -9,6 +9,7 @@ from vad.frames import FrameAssembler
 from vad.segmenter import (
     Segmenter,
     SegmenterOptions,
+    SegmenterState,
     SpeechEnded,
     SpeechPaused,
     SpeechResumed,
@@ -152,3 +153,34 @@ def test_silero_and_webrtc_find_the_speech_in_a_real_recording():
         # JFK speaks from about 0.3 s to 10.6 s: the utterances cover that span.
         assert started[0].start_samples < 1.0 * 16000
         assert ended[-1].end_samples > 10.0 * 16000
+
+
+def test_webrtc_never_calls_digital_silence_speech_after_noise():
+    """WebRTC's VAD adapts its noise model and holds a decision over the frames after: after a
+    stretch of noise it calls zeros speech. The detector overrules it on digital silence."""
+    detector = make_detector("webrtc")
+    frames = noise(240_000, level=0.2).reshape(-1, detector.frame_samples)  # 4 minutes
+    for frame in frames:
+        detector.speech_probability(frame)
+    assert [detector.speech_probability(silence(30)) for _ in range(20)] == [0.0] * 20
+
+
+def test_every_second_of_digital_silence_ends_an_utterance_in_a_long_session():
+    """English files of the shared audio, twice over, each followed by a second of zeros: a
+    client that pads its gaps so (or a muted microphone) gets an utterance end in every gap.
+    Three minutes into such a stream WebRTC's VAD called 1.25 s of zeros speech and two files
+    became one utterance."""
+    from server.core.audio_files import decode_pcm16
+    from tests.support import manifest, shared_file
+
+    files = [row["file"] for row in manifest() if row["language"] == "en"] * 2
+    segmenter = Segmenter(make_detector("webrtc"), SegmenterOptions())
+    assembler = FrameAssembler(segmenter.frame_samples)
+    still_speaking_after = []
+    for index, name in enumerate(files):
+        audio = decode_pcm16(shared_file(name)).astype(np.float32) / 32768
+        for frame in assembler.push(np.concatenate([audio, silence(1000)])):
+            segmenter.receive_frame(frame)
+        if segmenter.state is not SegmenterState.IDLE:
+            still_speaking_after.append((index, name))
+    assert not still_speaking_after
