@@ -86,7 +86,7 @@ class FasterWhisperTranscriber:
         partial_beam_size: int = 1,
         partial_window_s: float = 10.0,
         final_window_s: float = 10.0,
-        first_words_prompt: str = "auto",
+        first_words_prompt: str = "carried",
         cache_dir: Path | None = None,
     ) -> None:
         self.model_name = model
@@ -102,11 +102,7 @@ class FasterWhisperTranscriber:
         self.cache_dir = cache_dir
         bundled = BUNDLED_MODELS.get(model)
         self.multilingual = bundled.multilingual if bundled else not model.endswith(".en")
-        self.first_words_carry_prompt = (
-            first_words_prompt == "carried"
-            if first_words_prompt != "auto"
-            else (bundled.first_words_carry_prompt if bundled else True)
-        )
+        self.first_words_carry_prompt = first_words_prompt == "carried"
         self._model: Any = None
         self._batched: _BatchedDecoder | None = None
 
@@ -193,8 +189,12 @@ class FasterWhisperTranscriber:
         return 4 if self._model is not None and self._model.model.device == "cuda" else 1
 
     def as_decoded(self, options: DecodeOptions) -> DecodeOptions:
-        """``options`` as this model decodes them: an utterance's first partials without the
-        previous finals where the model's first words come sooner so (``BundledModel``)."""
+        """``options`` as this model decodes them: with ``first_words_prompt="client"``, an
+        utterance's partials before it shows text without the previous finals. Given earlier
+        text, tiny.en called a few hundred ms of new speech silence more often: its first
+        words needed 0.50 s of speech after a final, 0.41 s without; but its clock-free
+        streaming WER was 0.65 points worse, and base's first words came no sooner
+        (benchmarks/RESULTS.md). So the carried text stays by default."""
         if options.first_words and not self.first_words_carry_prompt:
             prompt = options.prompt.strip()
             carried_chars = min(max(options.carried_prompt_chars, 0), len(prompt))

