@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vad.errors import DetectorUnavailable
-from vad.frames import Samples, to_pcm16
+from vad.frames import Samples, frame_rms, to_pcm16
 from vad.resample import STREAM_RATE_HZ
 
 DETECTOR_KINDS = ("webrtc", "silero")
@@ -70,7 +70,7 @@ class WebRtcDetector:
 
 
 def is_digital_silence(frame: Samples) -> bool:
-    return float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) < DIGITAL_SILENCE_RMS
+    return frame_rms(frame) < DIGITAL_SILENCE_RMS
 
 
 class EnergyDetector:
@@ -87,8 +87,7 @@ class EnergyDetector:
         self._threshold_rms = 10 ** (threshold_dbfs / 20)
 
     def speech_probability(self, frame: Samples) -> float:
-        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
-        return 1.0 if rms >= self._threshold_rms else 0.0
+        return 1.0 if frame_rms(frame) >= self._threshold_rms else 0.0
 
     def reset(self) -> None:
         """Stateless."""

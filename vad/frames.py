@@ -25,6 +25,11 @@ def decode_pcm16(data: bytes) -> Samples:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / _INT16_SCALE
 
 
+def frame_rms(frame: Samples) -> float:
+    """The frame's root-mean-square level (1.0: full scale)."""
+    return float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
+
+
 def to_pcm16(samples: Samples) -> bytes:
     """Encode float samples as little-endian PCM16, clipping at full scale."""
     scaled = np.clip(np.round(samples * _INT16_SCALE), -32768, 32767)

@@ -41,10 +41,8 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
-import numpy as np
-
 from vad.detectors import SpeechDetector
-from vad.frames import Samples
+from vad.frames import Samples, frame_rms
 from vad.resample import STREAM_RATE_HZ
 
 _HYSTERESIS = 0.15
@@ -144,7 +142,7 @@ class Segmenter:
         frame_end = frame_start + len(frame)
         self.position_samples = frame_end
         probability = self.detector.speech_probability(frame)
-        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
+        rms = frame_rms(frame)
         if self.state is SegmenterState.IDLE:
             voiced = probability >= self.detector.threshold
             self._remember(frame_start, rms, voiced)

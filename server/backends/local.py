@@ -196,9 +196,7 @@ class FasterWhisperTranscriber:
         streaming WER was 0.65 points worse, and base's first words came no sooner
         (benchmarks/RESULTS.md). So the carried text stays by default."""
         if options.first_words and not self.first_words_carry_prompt:
-            prompt = options.prompt.strip()
-            carried_chars = min(max(options.carried_prompt_chars, 0), len(prompt))
-            client_prompt = prompt[: len(prompt) - carried_chars].strip()
+            client_prompt, _ = options.prompt_parts()
             return dataclasses.replace(options, prompt=client_prompt, carried_prompt_chars=0)
         return options
 
@@ -529,10 +527,7 @@ class _BatchedDecoder:
         """The prompt's tokens in two parts: the keywords and the client's own prompt (kept
         whole; keywords first, as faster-whisper orders its ``hotwords``), and the carried
         text (whose oldest tokens may go)."""
-        prompt = options.prompt.strip()
-        carried_chars = min(max(options.carried_prompt_chars, 0), len(prompt))
-        fixed = prompt[: len(prompt) - carried_chars].strip()
-        carried = prompt[len(prompt) - carried_chars :].strip()
+        fixed, carried = options.prompt_parts()
         hotwords = options.hotwords.strip()
         return (
             (tokenizer.encode(" " + hotwords) if hotwords else [])

@@ -60,6 +60,13 @@ class DecodeOptions:
     # model leaves the carried text out of these when asked (``first_words_prompt``).
     first_words: bool = False
 
+    def prompt_parts(self) -> tuple[str, str]:
+        """The prompt in two: the client's own (and glossary), then the carried finals."""
+        prompt = self.prompt.strip()
+        carried_chars = min(max(self.carried_prompt_chars, 0), len(prompt))
+        split = len(prompt) - carried_chars
+        return prompt[:split].strip(), prompt[split:].strip()
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class TranscribeRequest:
