@@ -12,7 +12,11 @@ Rules:
     bulk leaves a worker free     chunks of long uploads never take the last free worker
     a newer partial replaces      a partial of the same utterance takes the queued one's place
                                   (no starvation) and the old one is dropped
-    one partial per utterance     never two partials of one utterance running at once
+    one partial per utterance     never two partials of one utterance running at once, but
+                                  a first-words partial (its utterance shows no text yet) may
+                                  run beside one: the session asks for first words every
+                                  50 ms of audio, oftener than a partial takes, and only a
+                                  worker with nothing else to take runs it
     bounded partials              beyond ``max_queued_partials`` the oldest are dropped
     batches of finals             only with ``batch_finals``: other owners' finals with the same
                                   batch key, fairest first, leaving one for each idle worker
@@ -33,6 +37,8 @@ from typing import Generic, Protocol, TypeVar
 from server.core.transcription import RequestKind, TranscribeRequest
 
 STREAMING_RECENTLY_S = 1.0
+# Partials of one utterance that may run at once while it shows no text (see the rules).
+FIRST_WORDS_RUNNING_AT_MOST = 2
 
 UtteranceKey = tuple[str, int]
 
@@ -80,7 +86,7 @@ class InferenceQueue(Generic[JobT]):
         self._partials: OrderedDict[UtteranceKey, JobT] = OrderedDict()
         # Finals served per owner while it has work queued; forgotten when it has none.
         self._served: Counter[str] = Counter()
-        self._running_partials: set[UtteranceKey] = set()
+        self._running_partials: Counter[UtteranceKey] = Counter()
         self._running_bulk = 0
         self._recent_partials: dict[UtteranceKey, float] = {}  # utterance -> last submit
 
@@ -151,9 +157,9 @@ class InferenceQueue(Generic[JobT]):
         for key, job in list(self._partials.items()):
             if job.cancelled():
                 del self._partials[key]
-            elif key not in self._running_partials:
+            elif self._may_run_partial(job):
                 del self._partials[key]
-                self._running_partials.add(key)
+                self._running_partials[key] += 1
                 return job
         return None
 
@@ -201,7 +207,7 @@ class InferenceQueue(Generic[JobT]):
                 del self._partials[utterance]
             elif utterance not in self._running_partials and self._batch_key(job) == key:
                 del self._partials[utterance]
-                self._running_partials.add(utterance)
+                self._running_partials[utterance] += 1
                 taken.append(job)
         return taken
 
@@ -218,7 +224,10 @@ class InferenceQueue(Generic[JobT]):
         """``job`` ran (or failed, or left a batch that waited): free what it held."""
         request = job.request
         if request.kind is RequestKind.PARTIAL:
-            self._running_partials.discard(utterance_key(request))
+            key = utterance_key(request)
+            self._running_partials[key] -= 1
+            if self._running_partials[key] <= 0:
+                del self._running_partials[key]
             return
         if request.bulk:
             self._running_bulk -= 1
@@ -226,6 +235,12 @@ class InferenceQueue(Generic[JobT]):
             self._served.pop(request.session_id, None)  # nothing waiting: its count resets
 
     # ------------------------------------------------------------------ internals
+
+    def _may_run_partial(self, job: JobT) -> bool:
+        running = self._running_partials[utterance_key(job.request)]
+        if job.request.options.first_words:
+            return running < FIRST_WORDS_RUNNING_AT_MOST
+        return running == 0
 
     def _drop_cancelled_finals(self) -> None:
         self._finals = deque(job for job in self._finals if not job.cancelled())

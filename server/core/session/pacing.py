@@ -5,9 +5,10 @@ the previous one (re-transcribing a pause shows nothing new and delays the final
 sooner than the last partial's turnaround (queue wait plus inference): under load, partials
 slow down before finals do. The server's load level doubles the interval (``PARTIALS_SLOWED``)
 or stops partials (``PARTIALS_PAUSED``); the first partial of an utterance is never slowed by
-load: it shows the speaker they are heard. Until an utterance has shown text, the next partial
-is due as soon as the previous one is answered and 100 ms more audio came in (the request at
-the onset often hears too little for Whisper's thresholds).
+load: it shows the speaker they are heard. Until an utterance has shown text, a partial is due
+every 50 ms of new audio, with at most one of them unanswered (the request at the onset often
+hears too little for Whisper's thresholds, and a partial takes longer than 50 ms: two run side
+by side, see ``server.policy.queue``).
 
 When the speaker pauses (the segmenter's ``SpeechPaused``, as the speculative final is asked
 for) after words no partial has heard, one more partial is due at once, whatever the interval:
@@ -24,7 +25,10 @@ from server.core.session.utterance import Utterance, UtteranceState
 from server.core.units import ms_to_samples
 
 # Until an utterance shows text, how much new audio makes another partial worth asking for.
-FIRST_WORDS_STEP_MS = 100
+# Whisper needs 0.3-0.5 s of speech for its first words: on a 100 ms grid they waited 50 ms
+# on average for the next request (benchmarks/first_words.py: tiny.en after a final needed
+# 0.50 s of speech at 100 ms, 0.47 s at 50 ms).
+FIRST_WORDS_STEP_MS = 50
 
 
 class PartialPacer:
@@ -62,13 +66,16 @@ class PartialPacer:
         """Whether a partial is due early because the utterance has shown no text yet.
 
         The first request, at speech onset, often hears too little to hold a word. Until a
-        partial has shown text, the next is due as soon as the previous one is answered and
-        ``FIRST_WORDS_STEP_MS`` more audio came in, rather than half an interval later: first
-        words are what tells the speaker they are heard. Not under load."""
+        partial has shown text, the next is due once ``FIRST_WORDS_STEP_MS`` more audio came in
+        and every partial but the newest is answered, rather than half an interval later:
+        first words are what tells the speaker they are heard. A partial takes longer than the
+        step (tiny.en about 80 ms on one thread), so the newest may still be running: the two
+        run side by side where a worker is free. Not under load."""
         return (
             self.load is LoadLevel.NORMAL
             and utterance.last_partial is None
-            and 0 <= utterance.latest_partial_id <= utterance.applied_partial_id
+            and utterance.latest_partial_id >= 0
+            and utterance.earlier_partial_id <= utterance.applied_partial_id
             and position_samples - utterance.latest_partial_end
             >= ms_to_samples(FIRST_WORDS_STEP_MS)
         )

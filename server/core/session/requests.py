@@ -32,6 +32,7 @@ class RequestMaker:
         if utterance.last_partial is None:  # the utterance shows no text yet
             options = dataclasses.replace(request.options, first_words=True)
             request = dataclasses.replace(request, options=options)
+        utterance.earlier_partial_id = utterance.latest_partial_id
         utterance.latest_partial_id = request.request_id
         utterance.latest_partial_end = end
         if settled:

@@ -87,8 +87,10 @@ class Utterance:
     last_partial: tuple[str, str] | None = None
     # Partials whose audio ends in a pause (settled hypotheses: their last word is whole).
     settled_partial_ids: set[int] = field(default_factory=set)
-    # The newest partial asked for, and the newest whose words the agreement counted.
+    # The newest partial asked for, the one before it, and the newest whose words the
+    # agreement counted.
     latest_partial_id: int = -1
+    earlier_partial_id: int = -1
     latest_partial_end: int = -1
     voted_partial_id: int = -1
     # The newest partial applied ended on a phrase said twice: a loop, or a repetition the

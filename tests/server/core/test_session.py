@@ -141,7 +141,8 @@ def test_a_partial_that_heard_every_voiced_word_is_settled_when_speech_pauses():
     def said(text: str) -> Transcription:
         return Transcription((Segment(text=" " + text),), language="en")
 
-    for request, text in zip(partials, ["1 0", "1 0 z", "100000", "1,0001."], strict=True):
+    texts = ["1", "10", "1 0 z", "100000", "1,0001."]  # the second asked before the first answer
+    for request, text in zip(partials, texts, strict=True):
         driver.answer(driver.session.receive_transcription(request, said(text)))
     assert driver.of_type(PartialText)[-1].stable_text == ""
     driver.answer(driver.session.receive_transcription(final, said("10001.")))
@@ -149,9 +150,9 @@ def test_a_partial_that_heard_every_voiced_word_is_settled_when_speech_pauses():
     assert driver.of_type(PartialText)[-1].stable_text == "10001."
 
 
-def test_until_an_utterance_shows_text_each_partial_follows_the_last_answer():
-    # Heard too little at the onset: the next partial is due 100 ms of audio after the empty
-    # answer came, not half an interval later; once text is shown the cadence is the usual.
+def test_until_an_utterance_shows_text_a_partial_is_due_every_50_ms():
+    # Heard too little at the onset: the next partial is due 50 ms of audio later, not half an
+    # interval later; once text is shown the cadence is the usual.
     driver = Driver(energy_session(), ScriptedTranscriber())
     speech = pcm16(bursts(300, 3000, 0))
     ends = []
@@ -163,9 +164,33 @@ def test_until_an_utterance_shows_text_each_partial_follows_the_last_answer():
             said = (Segment(text=" hello"),) if len(ends) >= 4 else ()
             driver.answer(driver.session.receive_transcription(request, Transcription(said)))
     steps_ms = [(later - earlier) // 16 for earlier, later in itertools.pairwise(ends)]
-    assert all(100 <= step <= 120 for step in steps_ms[:3])  # 100 ms, in 30 ms VAD frames
+    assert all(50 <= step <= 60 for step in steps_ms[:3])  # 50 ms, in 30 ms VAD frames
     assert driver.of_type(PartialText)[0].text == "hello"
     assert min(steps_ms[3:]) >= 250
+
+
+def test_first_words_leave_at_most_one_partial_unanswered():
+    # A partial takes longer than the 50 ms step, so the next first-words partial is asked for
+    # while the newest is still running, but never while an older one is: two at most.
+    driver = Driver(energy_session(), ScriptedTranscriber())
+    speech = pcm16(bursts(300, 3000, 0))
+    fed = 0
+
+    def feed_ms(milliseconds: int) -> list[TranscribeRequest]:
+        nonlocal fed
+        for _ in range(milliseconds // 20):  # 20 ms messages
+            driver.feed(speech[fed : fed + 640], hold=True)
+            fed += 640
+        return [r for r in driver.held if r.kind is RequestKind.PARTIAL]
+
+    while not feed_ms(20):
+        pass
+    # 200 ms more: four steps, but less than the usual interval early in an utterance (250 ms)
+    partials = feed_ms(200)
+    assert len(partials) == 2
+    assert all(r.options.first_words for r in partials)
+    driver.answer(driver.session.receive_transcription(partials[0], Transcription(())))
+    assert len(feed_ms(40)) == 3  # a VAD frame later
 
 
 def test_a_partial_answered_after_speech_ended_changes_nothing():
@@ -526,7 +551,7 @@ def test_updates_are_validated_and_audio_format_is_fixed_once_audio_flows():
     assert session.options.language == "de"
 
 
-def per_utterance(events):
+def per_utterance(events, *, partial_requests: bool = True):
     """Per utterance: its partial requests, its final requests, its VAD events and its finals,
     each in order.
 
@@ -534,11 +559,15 @@ def per_utterance(events):
     final request waits for the previous final), the
     partials (an answer that comes after the final request is ignored), the prompts of partial
     requests and the prefix of final requests (the stable words known by then), and
-    ``inference_ms``.
+    ``inference_ms``. ``partial_requests=False`` leaves out the partial requests too: until an
+    utterance shows text one is asked for while the newest is unanswered, so a message of
+    several frames, which leaves every answer for after it, asks for more.
     """
     grouped = {}
     for event in events:
         if isinstance(event, TranscribeRequest):
+            if event.kind is RequestKind.PARTIAL and not partial_requests:
+                continue
             key = (event.kind, event.start_samples, event.end_samples)
             if event.kind is RequestKind.FINAL:
                 key += (event.options.prompt,)
@@ -553,13 +582,13 @@ def per_utterance(events):
     return grouped
 
 
-def run_split(pcm: bytes, cuts: list[int]) -> dict:
+def run_split(pcm: bytes, cuts: list[int], *, partial_requests: bool = False) -> dict:
     driver = Driver(energy_session(), ScriptedTranscriber(["one two three four", "five six"]))
     points = sorted({cut - cut % 2 for cut in cuts if 0 < cut < len(pcm)})
     for start, end in zip([0, *points], [*points, len(pcm)], strict=False):
         driver.feed(pcm[start:end])
     driver.close()
-    return per_utterance(driver.events)
+    return per_utterance(driver.events, partial_requests=partial_requests)
 
 
 @settings(max_examples=40, deadline=None)
@@ -571,6 +600,16 @@ def test_events_do_not_depend_on_how_audio_is_split(cuts):
 def test_frame_by_frame_equals_whole():
     frame_cuts = list(range(0, len(TWO_UTTERANCES), 960))
     assert run_split(TWO_UTTERANCES, frame_cuts) == run_split(TWO_UTTERANCES, [])
+
+
+def test_partials_are_asked_for_alike_in_frames_and_in_smaller_messages():
+    # Answers come after each message; the pacing decides once per 30 ms VAD frame, so
+    # messages of a frame or less give the same partial requests.
+    frame_cuts = list(range(0, len(TWO_UTTERANCES), 960))
+    ten_ms_cuts = list(range(0, len(TWO_UTTERANCES), 320))
+    by_frame = run_split(TWO_UTTERANCES, frame_cuts, partial_requests=True)
+    assert run_split(TWO_UTTERANCES, ten_ms_cuts, partial_requests=True) == by_frame
+    assert by_frame[(1, "PARTIAL requests")]
 
 
 def test_a_long_stream_holds_a_bounded_audio_buffer():

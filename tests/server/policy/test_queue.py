@@ -24,7 +24,17 @@ class Job:
         return True
 
 
-def job(request_id, kind, session="s", utterance=1, *, bulk=False, at=0.0, language=None):
+def job(
+    request_id,
+    kind,
+    session="s",
+    utterance=1,
+    *,
+    bulk=False,
+    at=0.0,
+    language=None,
+    first_words=False,
+):
     return Job(
         TranscribeRequest(
             request_id,
@@ -32,7 +42,7 @@ def job(request_id, kind, session="s", utterance=1, *, bulk=False, at=0.0, langu
             utterance,
             kind,
             np.zeros(160, np.float32),
-            DecodeOptions(language=language),
+            DecodeOptions(language=language, first_words=first_words),
             0,
             160,
             bulk=bulk,
@@ -96,6 +106,26 @@ def test_never_two_partials_of_one_utterance_at_once():
     assert ids([queue.next_job()]) == [("s", 3)]  # another utterance may run
     queue.finished(running)
     assert ids([queue.next_job()]) == [("s", 2)]
+
+
+def test_first_words_run_two_at_a_time_on_free_workers():
+    # Until an utterance shows text its partials come every 50 ms, oftener than one takes: a
+    # free worker runs the newest beside the one running, but never a third, and no ordinary
+    # partial runs beside them.
+    queue = make(workers=3)
+    queue.submit(job(1, P, first_words=True))
+    first = queue.next_job()
+    queue.submit(job(2, P, first_words=True))
+    second = queue.next_job()
+    assert ids([first, second]) == [("s", 1), ("s", 2)]
+    queue.submit(job(3, P, first_words=True))
+    assert queue.next_job() is None  # two of the utterance are running
+    queue.finished(first)
+    assert ids([queue.next_job()]) == [("s", 3)]
+    queue.finished(second)
+    queue.submit(job(4, P))
+    assert queue.next_job() is None  # an ordinary partial waits for the utterance's last
+    assert queue.finals_queued == 0
 
 
 def test_partials_beyond_the_bound_drop_the_oldest():
