@@ -2,7 +2,7 @@
 
 The session core is driven as the server drives it (webrtc VAD, the partial pacing with its
 first-words chase, Whisper's thresholds), but every request is answered at once, so no decode
-time delays the next one: until an utterance shows text a partial is asked every 50 ms of
+time delays the next one: until an utterance shows text a partial is asked every 100 ms of
 audio. For each English file (one second of silence before it) it reports where the first
 partial with text ended, counted from the speech onset webrtcvad finds in the file, and how
 many partials it took. That is the floor of "onset to first partial" at any decode speed; the

@@ -15,8 +15,8 @@ Rules:
     one partial per utterance     never two partials of one utterance running at once, but
                                   a first-words partial (its utterance shows no text yet) may
                                   run beside one: the session asks for first words every
-                                  50 ms of audio, oftener than a partial takes, and only a
-                                  worker with nothing else to take runs it
+                                  100 ms of audio, oftener than a partial of base takes, and
+                                  only a worker with nothing else to take runs it
     bounded partials              beyond ``max_queued_partials`` the oldest are dropped
     batches of finals             only with ``batch_finals``: other owners' finals with the same
                                   batch key, fairest first, leaving one for each idle worker

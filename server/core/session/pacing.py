@@ -6,9 +6,9 @@ sooner than the last partial's turnaround (queue wait plus inference): under loa
 slow down before finals do. The server's load level doubles the interval (``PARTIALS_SLOWED``)
 or stops partials (``PARTIALS_PAUSED``); the first partial of an utterance is never slowed by
 load: it shows the speaker they are heard. Until an utterance has shown text, a partial is due
-every 50 ms of new audio, with at most one of them unanswered (the request at the onset often
-hears too little for Whisper's thresholds, and a partial takes longer than 50 ms: two run side
-by side, see ``server.policy.queue``).
+every 100 ms of new audio, with at most one of them unanswered (the request at the onset often
+hears too little for Whisper's thresholds, and a partial of base takes longer than 100 ms: two
+run side by side, see ``server.policy.queue``).
 
 When the speaker pauses (the segmenter's ``SpeechPaused``, as the speculative final is asked
 for) after words no partial has heard, one more partial is due at once, whatever the interval:
@@ -25,10 +25,10 @@ from server.core.session.utterance import Utterance, UtteranceState
 from server.core.units import ms_to_samples
 
 # Until an utterance shows text, how much new audio makes another partial worth asking for.
-# Whisper needs 0.3-0.5 s of speech for its first words: on a 100 ms grid they waited 50 ms
-# on average for the next request (benchmarks/first_words.py: tiny.en after a final needed
-# 0.50 s of speech at 100 ms, 0.47 s at 50 ms).
-FIRST_WORDS_STEP_MS = 50
+# 50 ms gave tiny.en its first words sooner without a clock (0.47 against 0.50 s of speech
+# after a final, benchmarks/first_words.py) but not live (0.54 s p50 both), and its streaming
+# WER was 0.5-1.2 points worse (benchmarks/agreement_replay.py, benchmarks/RESULTS.md).
+FIRST_WORDS_STEP_MS = 100
 
 
 class PartialPacer:
@@ -69,7 +69,8 @@ class PartialPacer:
         partial has shown text, the next is due once ``FIRST_WORDS_STEP_MS`` more audio came in
         and every partial but the newest is answered, rather than half an interval later:
         first words are what tells the speaker they are heard. A partial takes longer than the
-        step (tiny.en about 80 ms on one thread), so the newest may still be running: the two
+        step on slower models (base about 170 ms on one thread), so the newest may still be
+        running: the two
         run side by side where a worker is free. Not under load."""
         return (
             self.load is LoadLevel.NORMAL

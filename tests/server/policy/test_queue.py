@@ -109,7 +109,8 @@ def test_never_two_partials_of_one_utterance_at_once():
 
 
 def test_first_words_run_two_at_a_time_on_free_workers():
-    # Until an utterance shows text its partials come every 50 ms, oftener than one takes: a
+    # Until an utterance shows text its partials come every 100 ms, oftener than one of base
+    # takes: a
     # free worker runs the newest beside the one running, but never a third, and no ordinary
     # partial runs beside them.
     queue = make(workers=3)
