@@ -70,8 +70,7 @@ class PartialPacer:
         and every partial but the newest is answered, rather than half an interval later:
         first words are what tells the speaker they are heard. A partial takes longer than the
         step on slower models (base about 170 ms on one thread), so the newest may still be
-        running: the two
-        run side by side where a worker is free. Not under load."""
+        running: the two run side by side where a worker is free. Not under load."""
         return (
             self.load is LoadLevel.NORMAL
             and utterance.last_partial is None
