@@ -2,7 +2,8 @@
 
 Stable words never change within an utterance. Words are compared loosely (case and punctuation
 ignored) because Whisper often re-punctuates a growing utterance ("Hello." then "Hello,
-world"); the stable text keeps the surface form it was first agreed with.
+world"); the stable text keeps the surface form it was first agreed with, except that a number
+one agreeing hypothesis spelled out stays spelled out.
 
 The newest hypothesis's last word never becomes stable, even when the previous hypothesis agrees
 on it: it is the word the audio may have cut, and where the audio ends in a breath or silence it
@@ -53,6 +54,17 @@ def comparable(word: str) -> str:
     """Key under which two spellings of a word count as the same."""
     key = _PUNCTUATION.sub("", word).lower()
     return _NUMBER_WORDS.get(key, key)
+
+
+def spelled_out(word: str, others: list[str]) -> str:
+    """The form a stable word keeps: ``word`` (the newest hypothesis's), unless it is a number
+    another agreeing hypothesis spelled out. Greedy partials write "2" where the final writes
+    "Two.", and the final must start with the stable text: "One. 2 Three." was the transcript."""
+    if _PUNCTUATION.sub("", word).lower() in _NUMBER_WORDS:
+        return word
+    return next(
+        (other for other in others if _PUNCTUATION.sub("", other).lower() in _NUMBER_WORDS), word
+    )
 
 
 def common_prefix_words(first: list[str], second: list[str]) -> int:
@@ -152,10 +164,13 @@ class LocalAgreement:
         if len(self._previous) == self.agreeing - 1 or (settled and self._previous):
             agreed = len(tail) if settled else max(len(tail) - 1, 0)
             voters = self._previous[-1:] if settled and self._previous_settled else self._previous
-            for previous in voters:
-                previous_tail = continuation_after(self.stable_words, previous)
+            voter_tails = [continuation_after(self.stable_words, previous) for previous in voters]
+            for previous_tail in voter_tails:
                 agreed = min(agreed, common_prefix_words(previous_tail, tail))
-            self.stable_words.extend(tail[:agreed])
+            self.stable_words.extend(
+                spelled_out(tail[i], [previous[i] for previous in voter_tails])
+                for i in range(agreed)
+            )
             tail = tail[agreed:]
         self._previous = [*self._previous, words_of(text)][-(self.agreeing - 1) :]
         self._previous_settled = settled
