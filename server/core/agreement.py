@@ -50,9 +50,14 @@ _NUMBER_WORDS = {word: str(value) for value, word in enumerate(_UNITS.split())} 
 }
 
 
+def _bare(word: str) -> str:
+    """``word`` without case or punctuation."""
+    return _PUNCTUATION.sub("", word).lower()
+
+
 def comparable(word: str) -> str:
     """Key under which two spellings of a word count as the same."""
-    key = _PUNCTUATION.sub("", word).lower()
+    key = _bare(word)
     return _NUMBER_WORDS.get(key, key)
 
 
@@ -60,11 +65,9 @@ def spelled_out(word: str, others: list[str]) -> str:
     """The form a stable word keeps: ``word`` (the newest hypothesis's), unless it is a number
     another agreeing hypothesis spelled out. Greedy partials write "2" where the final writes
     "Two.", and the final must start with the stable text: "One. 2 Three." was the transcript."""
-    if _PUNCTUATION.sub("", word).lower() in _NUMBER_WORDS:
+    if _bare(word) in _NUMBER_WORDS:
         return word
-    return next(
-        (other for other in others if _PUNCTUATION.sub("", other).lower() in _NUMBER_WORDS), word
-    )
+    return next((other for other in others if _bare(other) in _NUMBER_WORDS), word)
 
 
 def common_prefix_words(first: list[str], second: list[str]) -> int:
