@@ -42,6 +42,7 @@ class QualityThresholds:
     # Below this confidence a known hallucination phrase is dropped even with speech detected.
     suspicious_avg_logprob: float = -0.5
     suspicious_no_speech_prob: float = 0.2
+    first_words_min_avg_logprob: float = -1.2
 
     def for_partials(self) -> QualityThresholds:
         """A partial's thresholds: Whisper's own no-speech rule. The VAD has heard speech, and
@@ -51,6 +52,14 @@ class QualityThresholds:
         back 0.1-0.4 s (benchmarks/first_words.py). A wrong partial is replaced a moment
         later; only words later partials agree on become stable."""
         return replace(self, no_speech_avg_logprob=self.min_avg_logprob)
+
+    def for_first_words(self) -> QualityThresholds:
+        """The thresholds of a partial asked for while its utterance shows no text yet. On a
+        few hundred ms of speech the model is less sure of words it has right: tiny.en wrote
+        "10", "He", "this is it" at log probabilities of -1.01 to -1.16 one or two partials
+        before it passed -1.0 (benchmarks/first_words.py). A wrong first word is replaced by
+        the next partial, and only words two hypotheses agree on become stable."""
+        return replace(self.for_partials(), min_avg_logprob=self.first_words_min_avg_logprob)
 
 
 def _normalized(text: str) -> str:

@@ -164,9 +164,9 @@ def apply_partial(
     utterance.applied_partial_id = request.request_id
     text, _ = filter_transcription(answer, thresholds.for_partials(), request.options.hotwords)
     utterance.partial_looped = ends_in_a_loop(text)
-    text = cut_repetition_loop(text)
-    if not any(character.isalnum() for character in text):
-        text = ""  # "." or "...": nothing to show, and not yet the first words
+    text = _words_to_show(text)
+    if not text and request.options.first_words:
+        return _tentative_first_words(utterance, request, answer, thresholds)
     agreement = utterance.agreement
     hear = agreement.receive_settled_hypothesis if settled else agreement.receive_hypothesis
     stable, unstable = hear(text)
@@ -175,6 +175,29 @@ def apply_partial(
     if (stable, unstable) == utterance.last_partial or not (stable or unstable):
         return []
     return [show_partial(utterance, stable, unstable, request, answer.backend)]
+
+
+def _words_to_show(text: str) -> str:
+    """A partial's text up to where it loops; "" for "." or "...": nothing to show, and not
+    yet the first words."""
+    text = cut_repetition_loop(text)
+    return text if any(character.isalnum() for character in text) else ""
+
+
+def _tentative_first_words(
+    utterance: Utterance,
+    request: TranscribeRequest,
+    answer: Transcription,
+    thresholds: QualityThresholds,
+) -> list[Event]:
+    """First words the model is not yet sure of: shown, so the speaker sees they are heard,
+    but kept out of the agreement (they would vote wrong words stable), and the utterance
+    goes on chasing its first sure words."""
+    text, _ = filter_transcription(answer, thresholds.for_first_words(), request.options.hotwords)
+    text = _words_to_show(text)
+    if not text or utterance.last_partial == ("", text):
+        return []
+    return [show_partial(utterance, "", text, request, answer.backend)]
 
 
 def hear_speculative(

@@ -73,7 +73,7 @@ class PartialPacer:
         running: the two run side by side where a worker is free. Not under load."""
         return (
             self.load is LoadLevel.NORMAL
-            and utterance.last_partial is None
+            and utterance.voted_partial_id < 0
             and utterance.latest_partial_id >= 0
             and utterance.earlier_partial_id <= utterance.applied_partial_id
             and position_samples - utterance.latest_partial_end

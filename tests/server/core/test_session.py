@@ -168,6 +168,35 @@ def test_until_an_utterance_shows_text_a_partial_is_due_every_100_ms():
     assert min(steps_ms[3:]) >= 250
 
 
+def test_unsure_first_words_are_shown_but_not_voted_and_the_chase_goes_on():
+    # On a few hundred ms of speech the model writes the right word less sure of it than
+    # Whisper's -1.0. Such first words are shown (nothing stable), the next partial is still due
+    # 100 ms later, and they cast no vote: after "He", "He" and a sure "he was" nothing is
+    # stable, where three hypotheses starting "he" would have made it so.
+    driver = Driver(energy_session(), ScriptedTranscriber())
+    speech = pcm16(bursts(300, 3000, 0))
+    answers = [
+        hallucination(" I'm going to be right back.", avg_logprob=-1.8),  # too unsure to show
+        hallucination(" He", avg_logprob=-1.1),
+        hallucination(" He", avg_logprob=-1.1),
+        hallucination(" he was", avg_logprob=-0.6),
+    ]
+    requests = []
+    for offset in range(0, len(speech), 640):  # 20 ms messages, answers at once
+        driver.feed(speech[offset : offset + 640], hold=True)
+        for request in [r for r in driver.held if r.kind is RequestKind.PARTIAL]:
+            driver.held.remove(request)
+            requests.append(request)
+            if len(requests) <= len(answers):
+                answer = answers[len(requests) - 1]
+                driver.answer(driver.session.receive_transcription(request, answer))
+    shown = [(p.text, p.stable_text) for p in driver.of_type(PartialText)]
+    assert shown[:2] == [("He", ""), ("he was", "")]
+    assert [r.options.first_words for r in requests[:5]] == [True, True, True, True, False]
+    steps_ms = [(b.end_samples - a.end_samples) // 16 for a, b in itertools.pairwise(requests)]
+    assert all(100 <= step <= 120 for step in steps_ms[:3])  # the chase went on after "He"
+
+
 def test_first_words_leave_at_most_one_partial_unanswered():
     # A partial of base takes longer than the 100 ms step, so the next first-words partial is
     # asked for while the newest is still running, but never while an older one is: two at most.

@@ -175,6 +175,17 @@ def test_partials_take_whispers_own_no_speech_rule_and_finals_a_stricter_one():
     assert filter_transcription(unsure, thresholds.for_partials())[0] == ""
 
 
+def test_first_words_may_be_less_sure_but_not_called_silence():
+    thresholds = QualityThresholds().for_first_words()
+    heard = stats(" He", no_speech_prob=0.4, avg_logprob=-1.1)
+    assert filter_transcription(heard, QualityThresholds().for_partials()) == ("", "low_confidence")
+    assert filter_transcription(heard, thresholds) == ("He", None)
+    guessed = stats(" I'm going to be right back.", no_speech_prob=0.5, avg_logprob=-1.8)
+    assert filter_transcription(guessed, thresholds) == ("", "low_confidence")
+    silence = stats(" Okay.", no_speech_prob=0.7, avg_logprob=-1.1)
+    assert filter_transcription(silence, thresholds) == ("", "no_speech")
+
+
 def test_a_partial_that_starts_looping_is_cut_after_the_phrase_once():
     assert cut_repetition_loop("Montreal Montreal Montreal... forced") == "Montreal"
     assert cut_repetition_loop("and then a b a b a b a") == "and then a b"
