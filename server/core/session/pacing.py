@@ -63,19 +63,28 @@ class PartialPacer:
         return True
 
     def chasing_first_words(self, utterance: Utterance, position_samples: int) -> bool:
-        """Whether a partial is due early because the utterance has shown no text yet.
+        """Whether a partial is due early because the utterance has no sure words yet.
 
         The first request, at speech onset, often hears too little to hold a word. Until a
         partial has shown text, the next is due once ``FIRST_WORDS_STEP_MS`` more audio came in
         and every partial but the newest is answered, rather than half an interval later:
         first words are what tells the speaker they are heard. A partial takes longer than the
         step on slower models (base about 170 ms on one thread), so the newest may still be
-        running: the two run side by side where a worker is free. Not under load."""
+        running: the two run side by side where a worker is free. First words the model was
+        not sure of (shown, but no vote: ``outcomes.apply_partial``) end the wait for text
+        but not the chase, which then goes on one partial at a time: it is what keeps the
+        streaming WER where it was (ending it there cost tiny.en a point,
+        benchmarks/agreement_replay.py), and two at a time kept base's finals waiting.
+        Not under load."""
+        newest_may_run = utterance.last_partial is None
+        answered_up_to = (
+            utterance.earlier_partial_id if newest_may_run else utterance.latest_partial_id
+        )
         return (
             self.load is LoadLevel.NORMAL
             and utterance.voted_partial_id < 0
             and utterance.latest_partial_id >= 0
-            and utterance.earlier_partial_id <= utterance.applied_partial_id
+            and answered_up_to <= utterance.applied_partial_id
             and position_samples - utterance.latest_partial_end
             >= ms_to_samples(FIRST_WORDS_STEP_MS)
         )

@@ -221,6 +221,31 @@ def test_first_words_leave_at_most_one_partial_unanswered():
     assert len(feed_ms(40)) == 3  # a VAD frame later
 
 
+def test_after_unsure_first_words_the_chase_waits_for_each_answer():
+    # Two first-words partials at once are for an utterance that shows nothing; once unsure
+    # words are on screen the chase for sure ones must not keep two workers from the finals.
+    driver = Driver(energy_session(), ScriptedTranscriber())
+    speech = pcm16(bursts(300, 3000, 0))
+    fed = 0
+
+    def feed_ms(milliseconds: int) -> list[TranscribeRequest]:
+        nonlocal fed
+        for _ in range(milliseconds // 20):  # 20 ms messages
+            driver.feed(speech[fed : fed + 640], hold=True)
+            fed += 640
+        return [r for r in driver.held if r.kind is RequestKind.PARTIAL]
+
+    while not feed_ms(20):
+        pass
+    unsure = hallucination(" He", avg_logprob=-1.1)
+    driver.answer(driver.session.receive_transcription(driver.held[0], unsure))
+    assert driver.of_type(PartialText)[-1].text == "He"
+    partials = feed_ms(240)  # two steps: one partial, then none while it runs
+    assert len(partials) == 2 and partials[1].options.first_words
+    driver.answer(driver.session.receive_transcription(partials[1], unsure))
+    assert len(feed_ms(40)) == 3  # a VAD frame later
+
+
 def test_a_partial_answered_after_speech_ended_changes_nothing():
     driver = Driver(energy_session(), ScriptedTranscriber(["one two three"], words_per_second=2))
     driver.feed(pcm16(bursts(300, 1500, 250)), 320, hold=True)
