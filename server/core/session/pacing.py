@@ -8,7 +8,8 @@ or stops partials (``PARTIALS_PAUSED``); the first partial of an utterance is ne
 load: it shows the speaker they are heard. Until an utterance has shown text, a partial is due
 every 100 ms of new audio, with at most one of them unanswered (the request at the onset often
 hears too little for Whisper's thresholds, and a partial of base takes longer than 100 ms: two
-run side by side, see ``server.policy.queue``).
+run side by side, see ``server.policy.queue``). Words the model is not yet sure of are shown
+but do not end the chase: it goes on, one partial at a time, until a partial's words vote.
 
 When the speaker pauses (the segmenter's ``SpeechPaused``, as the speculative final is asked
 for) after words no partial has heard, one more partial is due at once, whatever the interval:
@@ -74,7 +75,8 @@ class PartialPacer:
         not sure of (shown, but no vote: ``outcomes.apply_partial``) end the wait for text
         but not the chase, which then goes on one partial at a time: it is what keeps the
         streaming WER where it was (ending it there cost tiny.en a point,
-        benchmarks/agreement_replay.py), and two at a time kept base's finals waiting.
+        benchmarks/agreement_replay.py); with words on screen, two at a time would take a
+        second worker from the finals for nothing the speaker is waiting to see.
         Not under load."""
         newest_may_run = utterance.last_partial is None
         answered_up_to = (
