@@ -54,11 +54,11 @@ class QualityThresholds:
         return replace(self, no_speech_avg_logprob=self.min_avg_logprob)
 
     def for_first_words(self) -> QualityThresholds:
-        """The thresholds of a partial asked for while its utterance shows no text yet. On a
-        few hundred ms of speech the model is less sure of words it has right: tiny.en wrote
-        "10", "He", "this is it" at log probabilities of -1.01 to -1.16 one or two partials
-        before it passed -1.0 (benchmarks/first_words.py). A wrong first word is replaced by
-        the next partial, and only words two hypotheses agree on become stable."""
+        """What a first-words partial (its utterance has no sure words yet) may show when it
+        fails ``for_partials``. On a few hundred ms of speech the model is less sure of words
+        it has right: tiny.en wrote "10", "He", "this is it" at log probabilities of -1.01 to
+        -1.16 one or two partials before it passed -1.0 (benchmarks/first_words.py). Such
+        words are shown but never vote in the agreement; the next partial replaces them."""
         return replace(self.for_partials(), min_avg_logprob=self.first_words_min_avg_logprob)
 
 

@@ -84,7 +84,7 @@ class PartialPacer:
         )
         return (
             self.load is LoadLevel.NORMAL
-            and utterance.voted_partial_id < 0
+            and not utterance.has_sure_words
             and utterance.latest_partial_id >= 0
             and answered_up_to <= utterance.applied_partial_id
             and position_samples - utterance.latest_partial_end

@@ -29,7 +29,7 @@ class RequestMaker:
     def partial(self, utterance: Utterance, end: int, settled: bool = False) -> TranscribeRequest:
         """``settled``: its audio ends in a pause (the utterance remembers which are)."""
         request = self._request(utterance, RequestKind.PARTIAL, end, None)
-        if utterance.voted_partial_id < 0:  # no sure words yet
+        if not utterance.has_sure_words:
             options = dataclasses.replace(request.options, first_words=True)
             request = dataclasses.replace(request, options=options)
         utterance.earlier_partial_id = utterance.latest_partial_id

@@ -112,6 +112,11 @@ class Utterance:
         return self.machine.fire(event)
 
     @property
+    def has_sure_words(self) -> bool:
+        """A partial's words have counted in the agreement (unsure first words are only shown)."""
+        return self.voted_partial_id >= 0
+
+    @property
     def open(self) -> bool:
         """Speech has not ended: partials still shape the stable words."""
         return self.state in (UtteranceState.SPEAKING, UtteranceState.PAUSED)

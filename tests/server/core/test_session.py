@@ -197,20 +197,27 @@ def test_unsure_first_words_are_shown_but_not_voted_and_the_chase_goes_on():
     assert all(100 <= step <= 120 for step in steps_ms[:3])  # the chase went on after "He"
 
 
+class HeldSpeech:
+    """Three seconds of speech fed in 20 ms messages, every request held for the test."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.speech = pcm16(bursts(300, 3000, 0))
+        self.fed = 0
+
+    def feed_ms(self, milliseconds: int) -> list[TranscribeRequest]:
+        """Feed ``milliseconds`` more; the partial requests held so far."""
+        for _ in range(milliseconds // 20):
+            self.driver.feed(self.speech[self.fed : self.fed + 640], hold=True)
+            self.fed += 640
+        return [r for r in self.driver.held if r.kind is RequestKind.PARTIAL]
+
+
 def test_first_words_leave_at_most_one_partial_unanswered():
     # A partial of base takes longer than the 100 ms step, so the next first-words partial is
     # asked for while the newest is still running, but never while an older one is: two at most.
     driver = Driver(energy_session(), ScriptedTranscriber())
-    speech = pcm16(bursts(300, 3000, 0))
-    fed = 0
-
-    def feed_ms(milliseconds: int) -> list[TranscribeRequest]:
-        nonlocal fed
-        for _ in range(milliseconds // 20):  # 20 ms messages
-            driver.feed(speech[fed : fed + 640], hold=True)
-            fed += 640
-        return [r for r in driver.held if r.kind is RequestKind.PARTIAL]
-
+    feed_ms = HeldSpeech(driver).feed_ms
     while not feed_ms(20):
         pass
     # 240 ms more: two steps, but less than the usual interval early in an utterance (250 ms)
@@ -225,16 +232,7 @@ def test_after_unsure_first_words_the_chase_waits_for_each_answer():
     # Two first-words partials at once are for an utterance that shows nothing; once unsure
     # words are on screen the chase for sure ones must not keep two workers from the finals.
     driver = Driver(energy_session(), ScriptedTranscriber())
-    speech = pcm16(bursts(300, 3000, 0))
-    fed = 0
-
-    def feed_ms(milliseconds: int) -> list[TranscribeRequest]:
-        nonlocal fed
-        for _ in range(milliseconds // 20):  # 20 ms messages
-            driver.feed(speech[fed : fed + 640], hold=True)
-            fed += 640
-        return [r for r in driver.held if r.kind is RequestKind.PARTIAL]
-
+    feed_ms = HeldSpeech(driver).feed_ms
     while not feed_ms(20):
         pass
     unsure = hallucination(" He", avg_logprob=-1.1)
