@@ -79,7 +79,9 @@ def replay(
             # out a slow model's turnaround), so the replay does not depend on it.
             answer = answered_at_once(model.transcribe(request.audio, request.options, final=final))
             if final:
-                free[request.utterance_id] = filter_transcription(answer, session.thresholds)[0]
+                free[request.utterance_id] = filter_transcription(
+                    answer, session.thresholds, prompt=request.options.prompt
+                )[0]
             take(session.receive_transcription(request, answer))
 
     for offset in range(0, len(pcm), MESSAGE_BYTES):

@@ -11,7 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from server.core.transcription import Segment, Transcription, Word, join_segment_texts
+from server.core.transcription import (
+    DecodeOptions,
+    Segment,
+    Transcription,
+    Word,
+    join_segment_texts,
+)
 
 # Phrases Whisper produces on silence and noise, learned from subtitle credits.
 KNOWN_HALLUCINATIONS = frozenset(
@@ -71,13 +77,49 @@ def keyword_words(hotwords: str) -> frozenset[str]:
     return frozenset(_normalized(hotwords).split())
 
 
+# A phrase of the prompt said back: base wrote "Eight of spades, five of hearts." as the first
+# partial of 0.57 s of room noise before the digits file, right after the final "Eight of
+# spades, four of clothes, seven of hearts." (no-speech probability 0.77, log probability
+# -0.78: Whisper's own rule lets it through). An echo has at least four words, three of them
+# in a row as in the prompt, and more than three quarters of them words of the prompt. Shorter
+# repeats are speech: "this is all" began both "this is all very high pitched" and, a few
+# seconds later, "this is all very whispered".
+ECHO_MIN_WORDS = 4
+ECHO_MIN_RUN = 3
+ECHO_MIN_SHARE = 0.75
+
+
+def echoes_prompt(text: str, prompt: str) -> bool:
+    """Whether ``text`` is mostly words of ``prompt``, with a run of ``ECHO_MIN_RUN`` of them
+    in the prompt's order."""
+    words = _normalized(text).split()
+    prompt_words = _normalized(prompt).split()
+    if len(words) < ECHO_MIN_WORDS or len(prompt_words) < ECHO_MIN_RUN:
+        return False
+    known = set(prompt_words)
+    if sum(word in known for word in words) <= ECHO_MIN_SHARE * len(words):
+        return False
+    prompt_runs = {
+        tuple(prompt_words[start : start + ECHO_MIN_RUN])
+        for start in range(len(prompt_words) - ECHO_MIN_RUN + 1)
+    }
+    return any(
+        tuple(words[start : start + ECHO_MIN_RUN]) in prompt_runs
+        for start in range(len(words) - ECHO_MIN_RUN + 1)
+    )
+
+
 def segment_problem(
-    segment: Segment, thresholds: QualityThresholds, keywords: frozenset[str] = frozenset()
+    segment: Segment,
+    thresholds: QualityThresholds,
+    keywords: frozenset[str] = frozenset(),
+    prompt: str = "",
 ) -> str | None:
     """Why a segment should be dropped, or None to keep it. A segment made only of the
     session's keywords, from a window that may hold no speech, is the model reading its
     keywords back: base said "Quilter, Quilter, Quilter" on five seconds of digital silence
-    when given three names (no-speech probability 0.39, which the other rules let through)."""
+    when given three names (no-speech probability 0.39, which the other rules let through).
+    A doubtful segment that repeats its ``prompt`` is the same failure (``echoes_prompt``)."""
     if segment.compression_ratio > thresholds.max_compression_ratio:
         return "repetition"
     if (
@@ -96,18 +138,24 @@ def segment_problem(
     words = set(_normalized(segment.text).split())
     if suspicious and keywords and words and words <= keywords:
         return "keyword_echo"
+    if suspicious and echoes_prompt(segment.text, prompt):
+        return "prompt_echo"
     return None
 
 
 def filter_transcription(
-    transcription: Transcription, thresholds: QualityThresholds, hotwords: str = ""
+    transcription: Transcription,
+    thresholds: QualityThresholds,
+    hotwords: str = "",
+    prompt: str = "",
 ) -> tuple[str, str | None]:
-    """The text of the segments worth keeping, and why the rest was dropped (if any was)."""
+    """The text of the segments worth keeping, and why the rest was dropped (if any was).
+    ``hotwords`` and ``prompt`` are what the request gave the model: text it may say back."""
     kept: list[str] = []
     reasons: list[str] = []
     keywords = keyword_words(hotwords)
     for segment in transcription.segments:
-        problem = segment_problem(segment, thresholds, keywords)
+        problem = segment_problem(segment, thresholds, keywords, prompt)
         if problem is None:
             kept.append(segment.text)
         else:
@@ -115,8 +163,18 @@ def filter_transcription(
     return join_segment_texts(kept), (",".join(sorted(set(reasons))) or None)
 
 
+def filter_answer(
+    answer: Transcription, thresholds: QualityThresholds, options: DecodeOptions
+) -> tuple[str, str | None]:
+    """``filter_transcription`` of a request's answer, given the keywords and prompt it sent."""
+    return filter_transcription(answer, thresholds, options.hotwords, options.prompt)
+
+
 def kept_words(
-    transcription: Transcription, thresholds: QualityThresholds, hotwords: str = ""
+    transcription: Transcription,
+    thresholds: QualityThresholds,
+    hotwords: str = "",
+    prompt: str = "",
 ) -> tuple[Word, ...]:
     """The words of the segments ``filter_transcription`` keeps: a dropped hallucination's
     words must not time a caption either."""
@@ -124,7 +182,7 @@ def kept_words(
     return tuple(
         word
         for segment in transcription.segments
-        if segment_problem(segment, thresholds, keywords) is None
+        if segment_problem(segment, thresholds, keywords, prompt) is None
         for word in segment.words
     )
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from server.core.events import Event, FinalText, RequestCancelled, SessionError, UtteranceCleared
 from server.core.prompt import PromptCarry
-from server.core.quality import QualityThresholds, filter_transcription
+from server.core.quality import QualityThresholds, filter_answer
 from server.core.session.outcomes import FailedFinals, failure_event, final_text
 from server.core.session.utterance import Utterance, UtteranceEvent, UtteranceState
 from server.core.transcription import Samples, TranscribeRequest
@@ -97,8 +97,7 @@ class FinalsInOrder:
             return failure_event(utterance.utterance_id, utterance.final_failed)
         answer = utterance.final_answer
         assert answer is not None
-        hotwords = request.options.hotwords
-        text, dropped = filter_transcription(answer, self.thresholds, hotwords)
+        text, dropped = filter_answer(answer, self.thresholds, request.options)
         if utterance.end_reason != "max_duration":
             text = utterance.agreement.finalize(text)
         # else: partials heard audio past the cut, so their stable words may belong to the next

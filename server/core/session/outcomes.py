@@ -13,7 +13,7 @@ from server.core.quality import (
     QualityThresholds,
     cut_repetition_loop,
     ends_in_a_loop,
-    filter_transcription,
+    filter_answer,
     kept_words,
 )
 from server.core.session.utterance import FailedUtterance, Utterance, UtteranceState
@@ -107,7 +107,9 @@ def final_text(
         dropped=dropped,
         usage=answer.usage,
         failover_reason=answer.failover_reason,
-        words=kept_words(answer, thresholds, options.hotwords) if options.word_timestamps else (),
+        words=kept_words(answer, thresholds, options.hotwords, options.prompt)
+        if options.word_timestamps
+        else (),
     )
 
 
@@ -125,7 +127,7 @@ def retried_final(
         failed.reason,
         failed.retry_request,
         answer,
-        filter_transcription(answer, thresholds, failed.retry_request.options.hotwords),
+        filter_answer(answer, thresholds, failed.retry_request.options),
         session_language,
         thresholds,
     )
@@ -162,7 +164,7 @@ def apply_partial(
     if request.request_id <= utterance.applied_partial_id or not utterance.open:
         return []
     utterance.applied_partial_id = request.request_id
-    text, _ = filter_transcription(answer, thresholds.for_partials(), request.options.hotwords)
+    text, _ = filter_answer(answer, thresholds.for_partials(), request.options)
     utterance.partial_looped = ends_in_a_loop(text)
     text = _words_to_show(text)
     if not text and request.options.first_words:
@@ -193,7 +195,7 @@ def _tentative_first_words(
     """First words the model is not yet sure of: shown, so the speaker sees they are heard,
     but kept out of the agreement (they would vote wrong words stable), and the utterance
     goes on chasing its first sure words."""
-    text, _ = filter_transcription(answer, thresholds.for_first_words(), request.options.hotwords)
+    text, _ = filter_answer(answer, thresholds.for_first_words(), request.options)
     text = _words_to_show(text)
     if not text or utterance.last_partial == ("", text):
         return []
@@ -210,7 +212,7 @@ def hear_speculative(
     request = utterance.final_request
     if utterance.state is not UtteranceState.PAUSED or request is None:
         return []
-    text, _ = filter_transcription(answer, thresholds, request.options.hotwords)
+    text, _ = filter_answer(answer, thresholds, request.options)
     stable, unstable = utterance.agreement.receive_settled_hypothesis(text)
     if (stable, unstable) == utterance.last_partial or not (stable or unstable):
         return []

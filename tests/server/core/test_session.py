@@ -452,6 +452,30 @@ def test_a_partial_the_model_calls_silence_still_shows_the_words_it_heard():
     assert [f.dropped for f in driver.of_type(FinalText)] == ["no_speech", "no_speech"]
 
 
+class EchoesItsPrompt(ScriptedTranscriber):
+    """Once there is a prompt, answers as base did on 0.57 s of room noise after the final
+    "Eight of spades, four of clothes, seven of hearts.": a phrase of it said back."""
+
+    def transcribe(self, audio, options, *, final=True):
+        if options.prompt:
+            # A final with a partial's figures is dropped as silence already; this one is not.
+            no_speech_prob = 0.3 if final else 0.77
+            return hallucination(" Eight of spades, five of hearts.",
+                                 no_speech_prob=no_speech_prob, avg_logprob=-0.78)  # fmt: skip
+        text = " Eight of spades, four of clubs, seven of hearts." if final else " Eight of"
+        return hallucination(text, no_speech_prob=0.01, avg_logprob=-0.2)
+
+
+def test_the_prompt_said_back_is_neither_shown_nor_final():
+    driver = Driver(energy_session(), EchoesItsPrompt())
+    driver.feed(TWO_UTTERANCES, 3200)
+    finals = driver.of_type(FinalText)
+    assert [f.text for f in finals] == ["Eight of spades, four of clubs, seven of hearts.", ""]
+    assert finals[1].dropped == "prompt_echo"
+    partials = driver.of_type(PartialText)
+    assert partials and all(p.utterance_id == finals[0].utterance_id for p in partials)
+
+
 def test_a_partial_of_punctuation_alone_shows_nothing():
     driver = Driver(energy_session(), HeardButCalledSilence(" ..."))
     driver.feed(TWO_UTTERANCES, 3200)

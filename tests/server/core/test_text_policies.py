@@ -5,6 +5,7 @@ from server.core.prompt import PromptCarry, tail_at_word_boundary
 from server.core.quality import (
     QualityThresholds,
     cut_repetition_loop,
+    echoes_prompt,
     ends_in_a_loop,
     filter_transcription,
 )
@@ -184,6 +185,30 @@ def test_first_words_may_be_less_sure_but_not_called_silence():
     assert filter_transcription(guessed, thresholds) == ("", "low_confidence")
     silence = stats(" Okay.", no_speech_prob=0.7, avg_logprob=-1.1)
     assert filter_transcription(silence, thresholds) == ("", "no_speech")
+
+
+def test_a_doubtful_phrase_of_the_prompt_said_back_is_dropped():
+    prompt = "I'm Abbie. Eight of spades, four of clothes, seven of hearts."
+    echo = stats(" Eight of spades, five of hearts.", no_speech_prob=0.77, avg_logprob=-0.78)
+    assert filter_transcription(echo, QualityThresholds().for_partials(), prompt=prompt) == (
+        "",
+        "prompt_echo",
+    )
+    assert filter_transcription(echo, QualityThresholds().for_partials())[0] != ""
+    # Said clearly, the same words are speech: a card game repeats itself.
+    clear = stats(" Eight of spades, five of hearts.", no_speech_prob=0.01, avg_logprob=-0.2)
+    assert filter_transcription(clear, QualityThresholds(), prompt=prompt)[1] is None
+
+
+def test_an_echo_is_a_run_of_three_prompt_words_and_mostly_prompt_words():
+    prompt = "Eight of spades, four of clothes, seven of hearts."
+    assert echoes_prompt("Four of clothes, seven.", prompt)
+    assert echoes_prompt("Eight of spades, five of hearts.", prompt)  # 5 of 6 words
+    assert not echoes_prompt("seven of hearts", prompt)  # three words may be said again
+    assert not echoes_prompt("hearts of seven spades", prompt)  # no run in the prompt's order
+    assert not echoes_prompt("Seven of hearts is the card", prompt)  # half new words
+    assert not echoes_prompt("Seven of hearts again", prompt)  # three quarters: speech
+    assert not echoes_prompt("four of clothes, seven", "")
 
 
 def test_a_partial_that_starts_looping_is_cut_after_the_phrase_once():
