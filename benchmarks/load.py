@@ -546,6 +546,9 @@ def summarize(n: int, results: list[SessionResult], watch: ProcessWatch, wall_s:
         "finals": sum(len(r.finals) for r in results),
         "speech_ends_matched": len(latencies),
         "speech_ends": sum(len(r.pieces) for r in admitted),
+        # Onsets no first partial covers are left out of the first-partial figures (a server
+        # whose utterance began before the file's speech, on noise, or after its first words).
+        "onsets_matched": len(first),
         "final_p50_s": _round(percentile(latencies, 50)),
         "final_p95_s": _round(percentile(latencies, 95)),
         "worst_session_p95_s": _round(worst),
