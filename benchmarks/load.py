@@ -6,7 +6,8 @@ N concurrent sessions each stream real English speech from ../shared/audio (file
 ``--stagger-s``) at real-time pace in ``--chunk-ms`` messages (20 ms, as voice frameworks and
 browser pages send them). N is stepped up until a session is not served. Per N: end of speech
 to final p50/p95 (pooled, and the worst session's own p95), first partial after the onset,
-WER of the finals, sessions refused and served, the server's CPU use and peak RSS.
+WER of the finals, sessions refused and served, the server's CPU use and peak RSS, and the
+CPU the load client itself takes on the same machine.
 
 Everything is measured the same way for every server, from the audio itself: each file's
 speech onset and end are found in the file (the first and last frame webrtcvad calls voiced),
@@ -659,10 +660,15 @@ def load_test(args: argparse.Namespace) -> dict[str, Any]:
                 for index in range(n)
             ]
             watch.cpu_at_start = watch.cpu_s()
+            client_cpu_at_start = time.process_time()
             batches_before = batch_counts(port) if args.server == "streamscribe" else None
             started = time.monotonic()
             results = asyncio.run(run_step(args.server, url, streams, args))
-            step = summarize(n, results, watch, time.monotonic() - started)
+            wall_s = time.monotonic() - started
+            # The load client shares the machine: what it takes is not the server's to use.
+            client_cores = (time.process_time() - client_cpu_at_start) / wall_s
+            step = summarize(n, results, watch, wall_s)
+            step["client_cpu_cores_used"] = round(client_cores, 2)
             if batches_before is not None:
                 step.update(batch_figures(batches_before, batch_counts(port)))
             steps.append(step)
