@@ -51,6 +51,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ class SessionResult:
     server_latency_ms: list[float] = field(default_factory=list)
     degraded: int = 0
     refused: str = ""
+    refusal_rule: str = ""  # StreamScribe's admission rule that refused it, from its message
     reference: str = ""
     pieces: list[tuple[float, float]] = field(default_factory=list)
     sent_at_zero: float = 0.0  # when stream time 0 was sent
@@ -310,6 +312,14 @@ async def pace(pacer: Pacer, audio: np.ndarray, send: Any) -> None:
         pacer.messages += 1
 
 
+ADMISSION_RULES = ("admission_burst", "max_final_load", "final latency p95", "finals waiting")
+
+
+def admission_rule(message: str) -> str:
+    """Which of StreamScribe's admission rules a refusal names (see server/policy/load.py)."""
+    return next((rule for rule in ADMISSION_RULES if rule in message), "other")
+
+
 async def streamscribe_session(
     url: str, stream: Clip, delay_s: float, chunk_s: float
 ) -> SessionResult:
@@ -320,6 +330,7 @@ async def streamscribe_session(
         first = json.loads(await ws.recv())
         if first["type"] == "error":
             result.refused = first["code"]
+            result.refusal_rule = admission_rule(first.get("message", ""))
             return result
 
         async def send(chunk: np.ndarray) -> None:
@@ -561,6 +572,7 @@ def summarize(n: int, results: list[SessionResult], watch: ProcessWatch, wall_s:
             }
             for r in results
         ],
+        "refused_by": dict(Counter(r.refusal_rule for r in results if r.refusal_rule)),
         "server_latency_p50_ms": _round(percentile(server_ms, 50), 0),
         "server_latency_p95_ms": _round(percentile(server_ms, 95), 0),
         "first_partial_p50_s": _round(percentile(first, 50)),
